@@ -1,0 +1,54 @@
+-- Accounts, one-time codes, resend cooldowns, sessions and shared server secrets.
+
+CREATE TABLE users (
+    id            UUID PRIMARY KEY,
+    email         TEXT NOT NULL,
+    full_name     TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('pending', 'active', 'disabled')),
+    created_at    TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    verified_at   TIMESTAMPTZ
+);
+CREATE UNIQUE INDEX users_email_key ON users (email);
+CREATE INDEX users_status_idx ON users (status);
+CREATE INDEX users_created_at_idx ON users (created_at);
+
+-- Used when REDIS_URL is not set. code_hash is an HMAC; the code itself is never stored.
+CREATE TABLE verification_codes (
+    email      TEXT NOT NULL,
+    purpose    TEXT NOT NULL,
+    code_hash  TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    expires_at TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (email, purpose)
+);
+CREATE INDEX verification_codes_expires_at_idx ON verification_codes (expires_at);
+
+CREATE TABLE code_cooldowns (
+    email   TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    until   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (email, purpose)
+);
+CREATE INDEX code_cooldowns_until_idx ON code_cooldowns (until);
+
+-- Used when REDIS_URL is not set. token_hash is SHA-256 of the bearer token.
+CREATE TABLE sessions (
+    id         UUID PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    user_id    UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    user_agent TEXT,
+    ip         TEXT
+);
+CREATE INDEX sessions_user_id_idx ON sessions (user_id);
+CREATE INDEX sessions_expires_at_idx ON sessions (expires_at);
+
+CREATE TABLE server_secrets (
+    name       TEXT PRIMARY KEY,
+    value      BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);

@@ -1,0 +1,157 @@
+//! Issuing and checking one-time codes: generation, keyed hashing, cooldown, mail.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{AccountError, Accounts};
+use crate::domain::{CodePurpose, EmailAddress, OneTimeCode};
+use crate::email::{Email, Message};
+use crate::store::{CodeCheck, Cooldown, StoredCode};
+
+/// Keyed hashing of codes, so a leaked code store does not yield live codes without the key.
+#[derive(Clone)]
+pub struct CodeHasher {
+    key: Vec<u8>,
+}
+
+impl CodeHasher {
+    /// Name of the shared key in the secret store.
+    pub const SECRET_NAME: &'static str = "code-hmac-key";
+
+    /// A hasher with `key` (32 bytes from the secret store).
+    pub fn new(key: Vec<u8>) -> Self {
+        Self { key }
+    }
+
+    /// HMAC-SHA256 over purpose, address and code, hex.
+    pub fn hash(&self, email: &EmailAddress, purpose: CodePurpose, code: &OneTimeCode) -> String {
+        // Any key length is valid for HMAC.
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts keys of any length"),
+        };
+        for part in [purpose.as_str(), email.as_str(), code.expose()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        crate::domain::hex(&mac.finalize().into_bytes())
+    }
+}
+
+impl Accounts {
+    /// Claims the resend cooldown for (address, purpose). Claimed for unknown addresses too,
+    /// so a 429 says nothing about whether an account exists.
+    pub(super) async fn claim_cooldown(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+    ) -> Result<(), AccountError> {
+        let now = self.clock.now();
+        match self
+            .stores
+            .codes
+            .start_cooldown(email, purpose, now, self.policy.resend_cooldown)
+            .await?
+        {
+            Cooldown::Started => Ok(()),
+            Cooldown::Active(left) => Err(AccountError::Cooldown(left)),
+        }
+    }
+
+    /// Best effort: a request that failed after claiming the cooldown gives it back, so the
+    /// client's retry is not refused with a 429.
+    pub(super) async fn release_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) {
+        if let Err(e) = self.stores.codes.clear_cooldown(email, purpose).await {
+            tracing::warn!(error = %e, purpose = purpose.as_str(), "could not release resend cooldown");
+        }
+    }
+
+    /// Stores a fresh code for (address, purpose), replacing any earlier one, and returns the
+    /// mail that carries it. The caller sends it once the rest of its writes have succeeded.
+    pub(super) async fn store_new_code(
+        &self,
+        to: &EmailAddress,
+        purpose: CodePurpose,
+    ) -> Result<Email, AccountError> {
+        let code = OneTimeCode::generate();
+        let stored = StoredCode {
+            hash: self.codes.hash(to, purpose, &code),
+            expires_at: self.clock.now() + self.policy.code_ttl,
+        };
+        self.stores.codes.put(to, purpose, &stored).await?;
+        Ok(Email {
+            to: to.clone(),
+            message: Message::VerificationCode {
+                purpose,
+                code,
+                valid_for: self.policy.code_ttl,
+            },
+        })
+    }
+
+    /// Consumes the code for (address, purpose) or fails with `InvalidCode`.
+    pub(super) async fn consume_code(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        code: &OneTimeCode,
+    ) -> Result<(), AccountError> {
+        let hash = self.codes.hash(email, purpose, code);
+        let now = self.clock.now();
+        match self
+            .stores
+            .codes
+            .consume(email, purpose, &hash, now, self.policy.max_code_attempts)
+            .await?
+        {
+            CodeCheck::Accepted => Ok(()),
+            CodeCheck::Rejected => Err(AccountError::InvalidCode),
+        }
+    }
+
+    /// `POST /api/auth/resend-code`: a fresh code when the account is in the state the purpose
+    /// needs (pending for registration, active for login); the same answer otherwise.
+    #[tracing::instrument(skip_all, fields(purpose = purpose.as_str()))]
+    pub async fn resend_code(&self, email: EmailAddress, purpose: CodePurpose) -> Result<(), AccountError> {
+        self.claim_cooldown(&email, purpose).await?;
+        let result = self.resend_code_claimed(&email, purpose).await;
+        if result.is_err() {
+            self.release_cooldown(&email, purpose).await;
+        }
+        result
+    }
+
+    async fn resend_code_claimed(&self, email: &EmailAddress, purpose: CodePurpose) -> Result<(), AccountError> {
+        let wanted = match purpose {
+            CodePurpose::Registration => crate::domain::UserStatus::Pending,
+            CodePurpose::Login => crate::domain::UserStatus::Active,
+        };
+        let Some(user) = self.stores.users.find_by_email(email).await? else {
+            return Ok(());
+        };
+        if user.status != wanted {
+            return Ok(());
+        }
+        let mail = self.store_new_code(&user.email, purpose).await?;
+        self.mailer.send(&mail).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_binds_code_to_address_and_purpose() {
+        let h = CodeHasher::new(vec![7; 32]);
+        let a = EmailAddress::parse("a@example.com").unwrap();
+        let b = EmailAddress::parse("b@example.com").unwrap();
+        let code = OneTimeCode::parse("123456").unwrap();
+        let base = h.hash(&a, CodePurpose::Registration, &code);
+        assert_ne!(base, h.hash(&b, CodePurpose::Registration, &code));
+        assert_ne!(base, h.hash(&a, CodePurpose::Login, &code));
+        assert_ne!(base, CodeHasher::new(vec![8; 32]).hash(&a, CodePurpose::Registration, &code));
+        assert_eq!(base, h.hash(&a, CodePurpose::Registration, &code));
+    }
+}

@@ -1,0 +1,111 @@
+//! Argon2id hashing on the blocking pool, and a dummy verification so an unknown address
+//! costs the same time as a wrong password.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::AccountError;
+use crate::config::Argon2Params;
+use crate::domain::{Password, PasswordHash};
+
+/// Hashes and verifies passwords with fixed Argon2id parameters.
+#[derive(Clone)]
+pub struct Hasher {
+    params: Params,
+    /// A hash of a random password with the same parameters, verified when there is no user.
+    dummy: Arc<PasswordHash>,
+}
+
+impl Hasher {
+    /// Builds a hasher; computes the dummy hash once (start-up cost of one hash).
+    pub fn new(p: Argon2Params) -> anyhow::Result<Self> {
+        let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
+            .map_err(|e| anyhow::anyhow!("invalid Argon2 parameters: {e}"))?;
+        let mut random = [0u8; 24];
+        rand::rng().fill_bytes(&mut random);
+        let dummy_password = SecretString::from(crate::domain::hex(&random));
+        let dummy = hash_blocking(&params, dummy_password.expose_secret())?;
+        Ok(Self { params, dummy: Arc::new(dummy) })
+    }
+
+    /// Hashes `password` on the blocking pool.
+    pub async fn hash(&self, password: Password) -> Result<PasswordHash, AccountError> {
+        let params = self.params.clone();
+        spawn_blocking_in_span(move || hash_blocking(&params, password.expose()))
+            .await?
+            .map_err(AccountError::Unexpected)
+    }
+
+    /// Verifies `password` against `stored`, or against the dummy hash when there is no
+    /// account, so both paths take the same time. Returns false for the dummy.
+    pub async fn verify(&self, password: SecretString, stored: Option<PasswordHash>) -> Result<bool, AccountError> {
+        let is_real = stored.is_some();
+        let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
+        let matched = spawn_blocking_in_span(move || {
+            let parsed = argon2::PasswordHash::new(phc.as_str()).ok()?;
+            Some(
+                Argon2::default()
+                    .verify_password(password.expose_secret().as_bytes(), &parsed)
+                    .is_ok(),
+            )
+        })
+        .await?;
+        Ok(is_real && matched.unwrap_or(false))
+    }
+}
+
+fn hash_blocking(params: &Params, password: &str) -> anyhow::Result<PasswordHash> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let phc = argon2
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("hashing password")?;
+    Ok(PasswordHash::from_phc(phc.to_string()))
+}
+
+/// Runs CPU-heavy work on the blocking pool inside the caller's tracing span.
+async fn spawn_blocking_in_span<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AccountError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .map_err(|e| AccountError::Unexpected(anyhow::anyhow!("blocking task failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> Hasher {
+        Hasher::new(Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let h = cheap();
+        let hash = h.hash(Password::parse("correct horse".into()).unwrap()).await.unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert!(h.verify("correct horse".into(), Some(hash.clone())).await.unwrap());
+        assert!(!h.verify("wrong horse!".into(), Some(hash)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn no_account_never_verifies() {
+        assert!(!cheap().verify("anything at all".into(), None).await.unwrap());
+    }
+
+    #[test]
+    fn default_parameters_are_owasp() {
+        let h = Hasher::new(Argon2Params::default()).unwrap();
+        assert!(h.dummy.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    }
+}

@@ -1,0 +1,21 @@
+//! Validated types: a value of one of these has been parsed and is known good. No I/O here.
+
+mod code;
+mod email_address;
+mod full_name;
+mod password;
+mod token;
+mod user;
+
+pub use code::{CodePurpose, OneTimeCode};
+pub use email_address::EmailAddress;
+pub use full_name::FullName;
+pub use password::{Password, PasswordHash};
+pub use token::SessionToken;
+pub(crate) use token::hex;
+pub use user::{User, UserId, UserStatus};
+
+/// Why a raw value was refused; the message is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub &'static str);

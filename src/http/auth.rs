@@ -1,0 +1,275 @@
+//! `/api/auth/*`: request and response bodies, parsing at the edge, one use case per handler.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AppState;
+use super::extract::{BearerToken, JsonBody};
+use crate::accounts::{ClientInfo, IssuedSession, Registration};
+use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserStatus};
+use crate::error::{ApiError, ErrorBody};
+
+/// `POST /api/auth/register` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The address to register; normalised (trimmed, NFKC, lower-cased).
+    #[schema(example = "test@example.com")]
+    email: String,
+    /// 8 to 128 characters.
+    #[schema(value_type = String, example = "correct horse battery")]
+    password: SecretString,
+    /// 1 to 100 characters, no control characters.
+    #[schema(example = "Test User")]
+    full_name: String,
+}
+
+/// Body of the code-verifying endpoints.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCodeRequest {
+    /// The address the code was sent to.
+    email: String,
+    /// The six digits from the e-mail.
+    #[schema(example = "123456")]
+    verification_code: String,
+}
+
+/// `POST /api/auth/login` body: with `password`, a password login; without, a code is e-mailed.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The account's address.
+    email: String,
+    /// The password; omit it to get a login code by e-mail.
+    #[schema(value_type = Option<String>)]
+    password: Option<SecretString>,
+}
+
+/// `POST /api/auth/resend-code` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendCodeRequest {
+    /// The address.
+    email: String,
+    /// Which code to send again.
+    purpose: CodePurpose,
+}
+
+/// An acknowledgement that says nothing about whether an account exists.
+#[derive(Serialize, ToSchema)]
+pub struct MessageResponse {
+    /// Human-readable.
+    message: &'static str,
+}
+
+/// A started session.
+#[derive(Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// Opaque bearer token for `Authorization: Bearer …`; shown once.
+    session_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    /// Seconds until the session ends.
+    expires_in: i64,
+    /// When the session ends (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    /// The session's id.
+    session_id: Uuid,
+    /// The logged-in account.
+    user: UserView,
+}
+
+/// An account as its owner sees it.
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    /// Account id.
+    id: Uuid,
+    /// Canonical address.
+    email: String,
+    /// Display name.
+    full_name: String,
+    /// Lifecycle state.
+    status: UserStatus,
+    /// Registration time (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    /// When the address was proven (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339::option")]
+    verified_at: Option<OffsetDateTime>,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.0,
+            email: u.email.as_str().to_owned(),
+            full_name: u.full_name.as_str().to_owned(),
+            status: u.status,
+            created_at: u.created_at,
+            verified_at: u.verified_at,
+        }
+    }
+}
+
+impl From<IssuedSession> for SessionResponse {
+    fn from(s: IssuedSession) -> Self {
+        Self {
+            session_token: s.token.expose().to_owned(),
+            token_type: "Bearer",
+            expires_in: (s.session.expires_at - s.session.created_at).whole_seconds(),
+            expires_at: s.session.expires_at,
+            session_id: s.session.id,
+            user: s.user.into(),
+        }
+    }
+}
+
+const REGISTER_ACCEPTED: &str =
+    "If this address can be registered, a verification code has been sent to it.";
+const CODE_SENT: &str = "If an account in the right state exists for this address, a code has been sent to it.";
+
+fn email(raw: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(raw).map_err(|e| ApiError::invalid("invalid_email", e))
+}
+
+fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
+    OneTimeCode::parse(raw).map_err(|e| ApiError::invalid("invalid_code_format", e))
+}
+
+/// Register an account and e-mail a verification code.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 202, description = "Accepted; identical for new and existing addresses", body = MessageResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "invalid_body, invalid_email, invalid_password or invalid_full_name", body = ErrorBody),
+        (status = 429, description = "A code was sent to this address less than the cooldown ago", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable; nothing was written", body = ErrorBody),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RegisterRequest>,
+) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
+    let request = Registration {
+        email: email(&body.email)?,
+        password: Password::parse(body.password).map_err(|e| ApiError::invalid("invalid_password", e))?,
+        full_name: FullName::parse(&body.full_name).map_err(|e| ApiError::invalid("invalid_full_name", e))?,
+    };
+    state.accounts.register(request).await?;
+    Ok((StatusCode::ACCEPTED, Json(MessageResponse { message: REGISTER_ACCEPTED })))
+}
+
+/// Prove the address with the e-mailed code; activates the account and starts a session.
+#[utoipa::path(post, path = "/api/auth/verify-registration", tag = "auth", request_body = VerifyCodeRequest,
+    responses(
+        (status = 200, description = "Account active; session started", body = SessionResponse),
+        (status = 400, description = "invalid_code (wrong, expired, used or exhausted) or malformed_json", body = ErrorBody),
+        (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+    ))]
+pub async fn verify_registration(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    JsonBody(body): JsonBody<VerifyCodeRequest>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let (email, code) = (email(&body.email)?, code(&body.verification_code)?);
+    let session = state.accounts.verify_registration(email, code, client).await?;
+    Ok(Json(session.into()))
+}
+
+/// Log in with a password (200), or, without one, get a login code by e-mail (202).
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Password login: session started", body = SessionResponse),
+        (status = 202, description = "Code login: identical for every address", body = MessageResponse),
+        (status = 401, description = "invalid_credentials, for every wrong combination", body = ErrorBody),
+        (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
+        (status = 429, description = "A login code was sent less than the cooldown ago", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let email = email(&body.email)?;
+    match body.password {
+        Some(password) => {
+            let session = state.accounts.login_with_password(email, password, client).await?;
+            Ok(Json(SessionResponse::from(session)).into_response())
+        }
+        None => {
+            state.accounts.request_login_code(email).await?;
+            Ok((StatusCode::ACCEPTED, Json(MessageResponse { message: CODE_SENT })).into_response())
+        }
+    }
+}
+
+/// Exchange an e-mailed login code for a session.
+#[utoipa::path(post, path = "/api/auth/verify-login", tag = "auth", request_body = VerifyCodeRequest,
+    responses(
+        (status = 200, description = "Session started", body = SessionResponse),
+        (status = 400, description = "invalid_code or malformed_json", body = ErrorBody),
+        (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+    ))]
+pub async fn verify_login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    JsonBody(body): JsonBody<VerifyCodeRequest>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let (email, code) = (email(&body.email)?, code(&body.verification_code)?);
+    let session = state.accounts.verify_login(email, code, client).await?;
+    Ok(Json(session.into()))
+}
+
+/// Send a fresh registration or login code (replacing the previous one).
+#[utoipa::path(post, path = "/api/auth/resend-code", tag = "auth", request_body = ResendCodeRequest,
+    responses(
+        (status = 202, description = "Identical for every address", body = MessageResponse),
+        (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
+        (status = 429, description = "A code was sent less than the cooldown ago", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+    ))]
+pub async fn resend_code(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ResendCodeRequest>,
+) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
+    state.accounts.resend_code(email(&body.email)?, body.purpose).await?;
+    Ok((StatusCode::ACCEPTED, Json(MessageResponse { message: CODE_SENT })))
+}
+
+/// The account behind the bearer token.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = UserView),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+    ))]
+pub async fn me(State(state): State<AppState>, BearerToken(token): BearerToken) -> Result<Json<UserView>, ApiError> {
+    let caller = state.accounts.authenticate(&token).await?;
+    Ok(Json(caller.user.into()))
+}
+
+/// End the session behind the bearer token.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Session ended"),
+        (status = 401, description = "Missing, invalid, expired or already revoked token", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+    ))]
+pub async fn logout(State(state): State<AppState>, BearerToken(token): BearerToken) -> Result<StatusCode, ApiError> {
+    state.accounts.logout(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,80 @@
+//! Health: `/health` for the ALB (never touches a dependency), `/health/ready` for operators.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::error::ErrorDetail;
+
+/// Liveness answer.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Readiness answer: each dependency is `ok`, `unavailable` or `not_configured`.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// Per dependency.
+    checks: BTreeMap<&'static str, &'static str>,
+    /// Present when not ready: names what failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDetail>,
+}
+
+/// Liveness: 200 while the process serves requests.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Serving", body = Health)))]
+pub async fn live() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: pings the database and Redis, each within the dependency timeout.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Every dependency answered", body = Readiness),
+        (status = 503, description = "A dependency did not answer; `checks` names it", body = Readiness),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let stores = state.accounts.stores();
+    let (database, redis) = tokio::join!(stores.database.ping(), async {
+        match &stores.redis {
+            Some(redis) => Some(redis.ping().await),
+            None => None,
+        }
+    });
+    let mut checks = BTreeMap::new();
+    let mut failed = Vec::new();
+    checks.insert("database", if database.is_ok() { "ok" } else { "unavailable" });
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "readiness: database unavailable");
+        failed.push("database");
+    }
+    match &redis {
+        None => {
+            checks.insert("redis", "not_configured");
+        }
+        Some(Ok(())) => {
+            checks.insert("redis", "ok");
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: redis unavailable");
+            checks.insert("redis", "unavailable");
+            failed.push("redis");
+        }
+    }
+    if failed.is_empty() {
+        (StatusCode::OK, Json(Readiness { status: "ready", checks, error: None }))
+    } else {
+        let error = ErrorDetail { code: "not_ready", message: format!("unavailable: {}", failed.join(", ")) };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { status: "unavailable", checks, error: Some(error) }))
+    }
+}

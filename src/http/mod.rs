@@ -1,0 +1,95 @@
+//! The HTTP surface: routes, layers, OpenAPI document.
+
+pub mod auth;
+pub mod extract;
+pub mod health;
+mod openapi;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::{Level, Span};
+
+pub use openapi::ApiDoc;
+
+use crate::accounts::Accounts;
+use crate::error::ApiError;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub accounts: Accounts,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route, with request ids, tracing, the body limit and JSON fallbacks.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/api/auth/register", post(auth::register))
+        .route("/api/auth/verify-registration", post(auth::verify_registration))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/verify-login", post(auth::verify_login))
+        .route("/api/auth/resend-code", post(auth::resend_code))
+        .route("/api/auth/me", get(auth::me))
+        .route("/api/auth/logout", post(auth::logout))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_request(())
+                        .on_response(on_response)
+                        .on_failure(()),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+        .with_state(state)
+}
+
+/// The request span: method, matched route (never the raw URI or headers) and request id.
+/// Health checks are logged at DEBUG so the ALB's polling does not drown the log.
+fn make_span(request: &Request) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if route.starts_with("/health") {
+        tracing::debug_span!("request", method = %request.method(), route, request_id)
+    } else {
+        tracing::info_span!("request", method = %request.method(), route, request_id)
+    }
+}
+
+fn on_response(response: &Response, latency: Duration, span: &Span) {
+    let status = response.status().as_u16();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    if span.metadata().is_some_and(|m| *m.level() == Level::DEBUG) {
+        tracing::debug!(status, latency_ms, "response");
+    } else {
+        tracing::info!(status, latency_ms, "response");
+    }
+}

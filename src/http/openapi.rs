@@ -1,0 +1,39 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{auth, health};
+use crate::error::{ErrorBody, ErrorDetail};
+
+/// The service's API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "aidlc-auth", description = "Registration, e-mailed one-time codes, password and code login, sessions."),
+    paths(
+        auth::register, auth::verify_registration, auth::login, auth::verify_login,
+        auth::resend_code, auth::me, auth::logout, health::live, health::ready,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Accounts and sessions"), (name = "health", description = "Probes")),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

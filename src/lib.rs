@@ -1,0 +1,13 @@
+//! aidlc-auth: registration, e-mailed one-time codes, password and code login, sessions.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod accounts;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod email;
+pub mod error;
+pub mod http;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,257 @@
+//! Redis for codes and sessions: atomic scripts, expiry by the server (`PX`), and the logical
+//! expiry checked against the service's `Clock` so tests and servers agree on "expired".
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{
+    CodeCheck, CodeStore, Cooldown, Ping, Session, SessionStore, StoreError, StoreResult,
+    StoredCode, bounded,
+};
+use crate::config::redact_url;
+use crate::domain::{CodePurpose, EmailAddress};
+
+/// Codes and sessions in Redis.
+pub(crate) struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    consume: Script,
+    cooldown: Script,
+}
+
+// KEYS[1] code hash; ARGV: presented hash, now (µs), max attempts.
+// Returns 1 when consumed. Deletes the code when it is expired or exhausted.
+const CONSUME_SCRIPT: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'hash', 'attempts', 'expires_at')
+if not h[1] then return 0 end
+if tonumber(h[3]) <= tonumber(ARGV[2]) or tonumber(h[2]) >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+if h[1] == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if redis.call('HINCRBY', KEYS[1], 'attempts', 1) >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+// KEYS[1] cooldown key; ARGV: now (µs), until (µs), ttl (ms).
+// Returns -1 when the cooldown started, else the running cooldown's end (µs).
+const COOLDOWN_SCRIPT: &str = r"
+local until = redis.call('GET', KEYS[1])
+if until and tonumber(until) > tonumber(ARGV[1]) then return tonumber(until) end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return -1
+";
+
+fn micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn millis_until(until: OffsetDateTime, now: OffsetDateTime) -> u64 {
+    // Never 0: PX 0 is an error, and a key that already expired logically is simply short-lived.
+    u64::try_from((until - now).whole_milliseconds()).unwrap_or(0).max(1)
+}
+
+impl RedisStore {
+    /// Connects (bounded by `timeout`) and checks the server answers.
+    pub(crate) async fn connect(
+        url: &SecretString,
+        prefix: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let url = url.expose_secret();
+        let client = redis::Client::open(url)
+            .with_context(|| format!("REDIS_URL {} is not a valid Redis URL", redact_url(url)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(timeout * 3, ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {:?}", timeout * 3))
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
+        let store = Self {
+            conn,
+            prefix: prefix.to_owned(),
+            timeout,
+            consume: Script::new(CONSUME_SCRIPT),
+            cooldown: Script::new(COOLDOWN_SCRIPT),
+        };
+        store.ping().await.context("pinging Redis")?;
+        tracing::info!(redis = %redact_url(url), "Redis connected");
+        Ok(store)
+    }
+
+    /// Addresses are hashed into keys so a key listing shows no personal data.
+    fn pair_key(&self, kind: &str, email: &EmailAddress, purpose: CodePurpose) -> String {
+        let digest = Sha256::digest(email.as_str().as_bytes());
+        format!(
+            "{}{kind}:{}:{}",
+            self.prefix,
+            purpose.as_str(),
+            crate::domain::hex(&digest)
+        )
+    }
+
+    fn session_key(&self, token_digest: &str) -> String {
+        format!("{}session:{token_digest}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl CodeStore for RedisStore {
+    async fn put(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        code: &StoredCode,
+    ) -> StoreResult<()> {
+        let key = self.pair_key("code", email, purpose);
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, "storing code in Redis", async {
+            redis::pipe()
+                .atomic()
+                .del(&key)
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("hash", code.hash.clone()),
+                        ("attempts", "0".to_owned()),
+                        ("expires_at", micros(code.expires_at).to_string()),
+                    ],
+                )
+                .pexpire_at(&key, micros(code.expires_at) / 1000)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn consume(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        hash: &str,
+        now: OffsetDateTime,
+        max_attempts: u32,
+    ) -> StoreResult<CodeCheck> {
+        let key = self.pair_key("code", email, purpose);
+        let mut conn = self.conn.clone();
+        let consumed: i64 = bounded(self.timeout, "checking code in Redis", async {
+            self.consume
+                .key(&key)
+                .arg(hash)
+                .arg(micros(now))
+                .arg(max_attempts)
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await?;
+        Ok(if consumed == 1 {
+            CodeCheck::Accepted
+        } else {
+            CodeCheck::Rejected
+        })
+    }
+
+    async fn start_cooldown(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        now: OffsetDateTime,
+        length: Duration,
+    ) -> StoreResult<Cooldown> {
+        let key = self.pair_key("cooldown", email, purpose);
+        let until = now + length;
+        let mut conn = self.conn.clone();
+        let answer: i64 = bounded(self.timeout, "starting resend cooldown in Redis", async {
+            self.cooldown
+                .key(&key)
+                .arg(micros(now))
+                .arg(micros(until))
+                .arg(millis_until(until, now))
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await?;
+        if answer < 0 {
+            return Ok(Cooldown::Started);
+        }
+        let left_micros = u64::try_from(answer - micros(now)).unwrap_or(0);
+        Ok(Cooldown::Active(Duration::from_micros(left_micros)))
+    }
+
+    async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()> {
+        let key = self.pair_key("cooldown", email, purpose);
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, "clearing resend cooldown in Redis", async {
+            conn.del::<_, ()>(&key).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, token_digest: &str, session: &Session) -> StoreResult<()> {
+        let key = self.session_key(token_digest);
+        let value = serde_json::to_string(session)
+            .context("encoding session")
+            .map_err(StoreError::Corrupt)?;
+        let ttl = millis_until(session.expires_at, session.created_at);
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, "creating session in Redis", async {
+            conn.pset_ex::<_, _, ()>(&key, value, ttl).await
+        })
+        .await
+    }
+
+    async fn find(&self, token_digest: &str, now: OffsetDateTime) -> StoreResult<Option<Session>> {
+        let key = self.session_key(token_digest);
+        let mut conn = self.conn.clone();
+        let value: Option<String> = bounded(self.timeout, "finding session in Redis", async {
+            conn.get(&key).await
+        })
+        .await?;
+        let Some(value) = value else { return Ok(None) };
+        let session: Session = serde_json::from_str(&value)
+            .context("decoding session")
+            .map_err(StoreError::Corrupt)?;
+        Ok((session.expires_at > now).then_some(session))
+    }
+
+    async fn revoke(&self, token_digest: &str) -> StoreResult<bool> {
+        let key = self.session_key(token_digest);
+        let mut conn = self.conn.clone();
+        let removed: u64 = bounded(self.timeout, "revoking session in Redis", async {
+            conn.del(&key).await
+        })
+        .await?;
+        Ok(removed > 0)
+    }
+}
+
+#[async_trait]
+impl Ping for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, "pinging Redis", async {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(drop)
+    }
+}
