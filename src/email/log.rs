@@ -20,8 +20,7 @@ impl EmailSender for LogSender {
             to = %email.to,
             subject = email.subject(),
             code,
-            "📧 이메일 발송 시뮬레이션 (e-mail sending simulation): {}",
-            email.body()
+            "📧 이메일 발송 시뮬레이션 (e-mail sending simulation)"
         );
         Ok(())
     }

@@ -222,25 +222,24 @@ impl Stores {
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let timeout = settings.dependency_timeout;
         let sql = sql::connect(settings).await?;
-        let (codes, sessions, redis): (Arc<dyn CodeStore>, Arc<dyn SessionStore>, Option<Arc<dyn Ping>>) =
-            match &settings.redis_url {
-                Some(url) => {
-                    let store = Arc::new(
-                        redis::RedisStore::connect(url, &settings.redis_key_prefix, timeout).await?,
-                    );
-                    (store.clone(), store.clone(), Some(store))
-                }
-                None => (sql.codes.clone(), sql.sessions.clone(), None),
-            };
-        Ok(Self {
+        let mut stores = Self {
             users: sql.users,
-            codes,
-            sessions,
+            codes: sql.codes,
+            sessions: sql.sessions,
             secrets: sql.secrets,
             database: sql.ping,
-            redis,
+            redis: None,
             sweeper: sql.sweeper,
-        })
+        };
+        if let Some(url) = &settings.redis_url {
+            let redis = Arc::new(
+                redis::RedisStore::connect(url, &settings.redis_key_prefix, timeout).await?,
+            );
+            stores.codes = redis.clone();
+            stores.sessions = redis.clone();
+            stores.redis = Some(redis);
+        }
+        Ok(stores)
     }
 }
 
