@@ -43,12 +43,16 @@ impl App {
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         settings.validate()?;
         if settings.environment.is_deployed() && settings.email_transport == EmailTransport::Log {
-            tracing::warn!("the log mail transport writes codes to the log; use it only in development");
+            tracing::warn!(
+                "the log mail transport writes codes to the log; use it only in development"
+            );
         }
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let mailer = overrides.mailer.unwrap_or_else(|| match settings.email_transport {
-            EmailTransport::Log => Arc::new(LogSender),
-        });
+        let mailer = overrides
+            .mailer
+            .unwrap_or_else(|| match settings.email_transport {
+                EmailTransport::Log => Arc::new(LogSender),
+            });
         let stores = Stores::connect(&settings).await?;
 
         let mut candidate = [0u8; 32];
@@ -75,7 +79,13 @@ impl App {
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
-        Ok(Self { listener, router, stores, clock, settings })
+        Ok(Self {
+            listener,
+            router,
+            stores,
+            clock,
+            settings,
+        })
     }
 
     /// The bound port (useful when the settings said 0).
@@ -84,12 +94,20 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let sweeper = tokio::spawn(sweep_forever(self.stores.clone(), self.clock.clone(), self.settings.sweep_interval));
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let sweeper = tokio::spawn(sweep_forever(
+            self.stores.clone(),
+            self.clock.clone(),
+            self.settings.sweep_interval,
+        ));
         tracing::info!(port = self.port(), environment = ?self.settings.environment, "Application startup complete");
         let served = axum::serve(
             self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await;

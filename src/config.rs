@@ -35,7 +35,9 @@ impl FromStr for Environment {
             "development" | "dev" | "local" => Ok(Self::Development),
             "staging" => Ok(Self::Staging),
             "production" | "prod" => Ok(Self::Production),
-            other => Err(format!("ENVIRONMENT must be development, staging or production, not {other:?}")),
+            other => Err(format!(
+                "ENVIRONMENT must be development, staging or production, not {other:?}"
+            )),
         }
     }
 }
@@ -175,7 +177,9 @@ impl Settings {
 
     /// Reads settings from `vars` over the defaults; pure, so tests need not touch the
     /// process environment.
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let vars: HashMap<String, String> = vars
             .into_iter()
             .filter(|(_, v)| !v.trim().is_empty())
@@ -193,13 +197,17 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                return Err(ConfigError(format!("AIDLC_LOG_FORMAT must be json or pretty, not {other:?}")));
+                return Err(ConfigError(format!(
+                    "AIDLC_LOG_FORMAT must be json or pretty, not {other:?}"
+                )));
             }
         };
         let email_transport = match get("AIDLC_EMAIL_TRANSPORT").as_deref() {
             None | Some("log") => EmailTransport::Log,
             Some(other) => {
-                return Err(ConfigError(format!("AIDLC_EMAIL_TRANSPORT must be log, not {other:?}")));
+                return Err(ConfigError(format!(
+                    "AIDLC_EMAIL_TRANSPORT must be log, not {other:?}"
+                )));
             }
         };
         let settings = Self {
@@ -252,16 +260,24 @@ impl Settings {
     /// The rules that span several settings, including the deployed-environment refusal.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.code_ttl.is_zero() || self.session_ttl.is_zero() {
-            return Err(ConfigError("AIDLC_CODE_TTL_SECONDS and AIDLC_SESSION_TTL_SECONDS must be positive".into()));
+            return Err(ConfigError(
+                "AIDLC_CODE_TTL_SECONDS and AIDLC_SESSION_TTL_SECONDS must be positive".into(),
+            ));
         }
         if self.max_code_attempts == 0 {
-            return Err(ConfigError("AIDLC_MAX_CODE_ATTEMPTS must be at least 1".into()));
+            return Err(ConfigError(
+                "AIDLC_MAX_CODE_ATTEMPTS must be at least 1".into(),
+            ));
         }
         if self.dependency_timeout.is_zero() {
-            return Err(ConfigError("AIDLC_DEPENDENCY_TIMEOUT_MS must be positive".into()));
+            return Err(ConfigError(
+                "AIDLC_DEPENDENCY_TIMEOUT_MS must be positive".into(),
+            ));
         }
         if self.database_max_connections == 0 {
-            return Err(ConfigError("AIDLC_DATABASE_MAX_CONNECTIONS must be at least 1".into()));
+            return Err(ConfigError(
+                "AIDLC_DATABASE_MAX_CONNECTIONS must be at least 1".into(),
+            ));
         }
         if argon2::Params::new(
             self.argon2.memory_kib,
@@ -271,7 +287,9 @@ impl Settings {
         )
         .is_err()
         {
-            return Err(ConfigError("AIDLC_ARGON2_* parameters are out of range".into()));
+            return Err(ConfigError(
+                "AIDLC_ARGON2_* parameters are out of range".into(),
+            ));
         }
         if self.environment.is_deployed() && !self.allow_embedded_stores {
             let env = format!("{:?}", self.environment).to_lowercase();
@@ -304,10 +322,16 @@ impl fmt::Debug for Settings {
             .field("environment", &self.environment)
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("database_url", &redact_url(self.database_url.expose_secret()))
+            .field(
+                "database_url",
+                &redact_url(self.database_url.expose_secret()),
+            )
             .field(
                 "redis_url",
-                &self.redis_url.as_ref().map(|u| redact_url(u.expose_secret())),
+                &self
+                    .redis_url
+                    .as_ref()
+                    .map(|u| redact_url(u.expose_secret())),
             )
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("allow_embedded_stores", &self.allow_embedded_stores)
@@ -326,7 +350,11 @@ impl fmt::Debug for Settings {
     }
 }
 
-fn parse_or<T: FromStr>(vars: &HashMap<String, String>, name: &str, default: T) -> Result<T, ConfigError> {
+fn parse_or<T: FromStr>(
+    vars: &HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
     match vars.get(name) {
         None => Ok(default),
         Some(raw) => raw
@@ -336,7 +364,11 @@ fn parse_or<T: FromStr>(vars: &HashMap<String, String>, name: &str, default: T) 
     }
 }
 
-fn seconds_or(vars: &HashMap<String, String>, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+fn seconds_or(
+    vars: &HashMap<String, String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     parse_or(vars, name, default.as_secs()).map(Duration::from_secs)
 }
 
@@ -357,7 +389,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -379,24 +414,43 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("REDIS_URL"), "{err}");
-        assert!(Settings::from_vars(vars(&[("ENVIRONMENT", "staging"), ("ALLOW_EMBEDDED_STORES", "true")])).is_ok());
+        assert!(
+            Settings::from_vars(vars(&[
+                ("ENVIRONMENT", "staging"),
+                ("ALLOW_EMBEDDED_STORES", "true")
+            ]))
+            .is_ok()
+        );
     }
 
     #[test]
     fn passwords_never_appear_in_debug_or_redacted_urls() {
         let s = Settings::from_vars(vars(&[
-            ("DATABASE_URL", "postgres://postgres:hunter2@db:5432/aidlc_auth"),
+            (
+                "DATABASE_URL",
+                "postgres://postgres:hunter2@db:5432/aidlc_auth",
+            ),
             ("REDIS_URL", "rediss://:s3cret@cache:6379"),
         ]))
         .unwrap();
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("postgres://postgres:***@db:5432/aidlc_auth"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://postgres:***@db:5432/aidlc_auth"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn unknown_aidlc_variables_are_reported() {
-        let unknown = Settings::unknown_variables(vars(&[("AIDLC_CODE_TTL_SECOND", "1"), ("AIDLC_LOG_FORMAT", "json"), ("HOME", "/")]));
+        let unknown = Settings::unknown_variables(vars(&[
+            ("AIDLC_CODE_TTL_SECOND", "1"),
+            ("AIDLC_LOG_FORMAT", "json"),
+            ("HOME", "/"),
+        ]));
         assert_eq!(unknown, vec!["AIDLC_CODE_TTL_SECOND".to_owned()]);
     }
 

@@ -40,7 +40,13 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, cause: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            cause: None,
+        }
     }
 
     /// A field that failed validation (422) with `code` naming the field's rule.
@@ -50,7 +56,11 @@ impl ApiError {
 
     /// No or bad bearer token (401).
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
     }
 
     /// Unknown route (404).
@@ -60,7 +70,11 @@ impl ApiError {
 
     /// Known route, wrong method (405).
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this resource")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this resource",
+        )
     }
 
     /// The status this error becomes.
@@ -72,19 +86,26 @@ impl ApiError {
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match e {
-            AccountError::InvalidCode => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_code", "the code is invalid or has expired")
-            }
-            AccountError::InvalidCredentials => {
-                Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid e-mail or password")
-            }
+            AccountError::InvalidCode => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_code",
+                "the code is invalid or has expired",
+            ),
+            AccountError::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "invalid e-mail or password",
+            ),
             AccountError::Unauthenticated => Self::unauthorized(),
             AccountError::Cooldown(left) => Self {
                 retry_after: Some(left),
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_requests",
-                    format!("a code was sent recently; try again in {} s", left.as_secs().max(1)),
+                    format!(
+                        "a code was sent recently; try again in {} s",
+                        left.as_secs().max(1)
+                    ),
                 )
             },
             AccountError::Unavailable(cause) => Self {
@@ -97,7 +118,11 @@ impl From<AccountError> for ApiError {
             },
             AccountError::Unexpected(cause) => Self {
                 cause: Some(cause),
-                ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+                ..Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an unexpected error occurred",
+                )
             },
         }
     }
@@ -106,27 +131,35 @@ impl From<AccountError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonSyntaxError(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not valid JSON")
-            }
+            JsonRejection::JsonSyntaxError(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "the body is not valid JSON",
+            ),
             JsonRejection::JsonDataError(e) => {
                 // serde's message names the missing, unknown or mistyped field.
                 let detail = e.body_text();
                 let detail = detail
                     .strip_prefix("Failed to deserialize the JSON body into the target type: ")
                     .unwrap_or(&detail);
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail.to_owned())
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    detail.to_owned(),
+                )
             }
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "the body must be JSON with Content-Type: application/json",
             ),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body must be at most 64 KiB",
-            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the body must be at most 64 KiB",
+                )
+            }
             other => Self::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
         }
     }
@@ -136,11 +169,25 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match (&self.cause, self.status) {
             (Some(cause), s) if s.is_server_error() => {
-                tracing::error!(status = s.as_u16(), code = self.code, error = format!("{cause:#}"), "request failed");
+                tracing::error!(
+                    status = s.as_u16(),
+                    code = self.code,
+                    error = format!("{cause:#}"),
+                    "request failed"
+                );
             }
-            _ => tracing::debug!(status = self.status.as_u16(), code = self.code, "request refused"),
+            _ => tracing::debug!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "request refused"
+            ),
         }
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(left) = self.retry_after {
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
@@ -154,7 +201,9 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
-#[command(name = "aidlc-auth", version, about = "Authentication service for AIDLC")]
+#[command(
+    name = "aidlc-auth",
+    version,
+    about = "Authentication service for AIDLC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -112,7 +112,11 @@ impl Accounts {
     /// `POST /api/auth/resend-code`: a fresh code when the account is in the state the purpose
     /// needs (pending for registration, active for login); the same answer otherwise.
     #[tracing::instrument(skip_all, fields(purpose = purpose.as_str()))]
-    pub async fn resend_code(&self, email: EmailAddress, purpose: CodePurpose) -> Result<(), AccountError> {
+    pub async fn resend_code(
+        &self,
+        email: EmailAddress,
+        purpose: CodePurpose,
+    ) -> Result<(), AccountError> {
         self.claim_cooldown(&email, purpose).await?;
         let result = self.resend_code_claimed(&email, purpose).await;
         if result.is_err() {
@@ -121,7 +125,11 @@ impl Accounts {
         result
     }
 
-    async fn resend_code_claimed(&self, email: &EmailAddress, purpose: CodePurpose) -> Result<(), AccountError> {
+    async fn resend_code_claimed(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+    ) -> Result<(), AccountError> {
         let wanted = match purpose {
             CodePurpose::Registration => crate::domain::UserStatus::Pending,
             CodePurpose::Login => crate::domain::UserStatus::Active,
@@ -151,7 +159,10 @@ mod tests {
         let base = h.hash(&a, CodePurpose::Registration, &code);
         assert_ne!(base, h.hash(&b, CodePurpose::Registration, &code));
         assert_ne!(base, h.hash(&a, CodePurpose::Login, &code));
-        assert_ne!(base, CodeHasher::new(vec![8; 32]).hash(&a, CodePurpose::Registration, &code));
+        assert_ne!(
+            base,
+            CodeHasher::new(vec![8; 32]).hash(&a, CodePurpose::Registration, &code)
+        );
         assert_eq!(base, h.hash(&a, CodePurpose::Registration, &code));
     }
 }

@@ -45,7 +45,9 @@ impl Accounts {
     ) -> Result<IssuedSession, AccountError> {
         self.consume_code(&email, CodePurpose::Login, &code).await?;
         match self.stores.users.find_by_email(&email).await? {
-            Some(user) if user.status == UserStatus::Active => self.start_session(user, client).await,
+            Some(user) if user.status == UserStatus::Active => {
+                self.start_session(user, client).await
+            }
             _ => Err(AccountError::InvalidCode),
         }
     }

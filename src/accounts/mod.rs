@@ -112,7 +112,14 @@ impl Accounts {
         codes: CodeHasher,
         policy: Policy,
     ) -> Self {
-        Self { stores, mailer, clock, hasher, codes, policy }
+        Self {
+            stores,
+            mailer,
+            clock,
+            hasher,
+            codes,
+            policy,
+        }
     }
 
     /// The stores, for readiness checks.

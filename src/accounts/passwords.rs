@@ -30,7 +30,10 @@ impl Hasher {
         rand::rng().fill_bytes(&mut random);
         let dummy_password = SecretString::from(crate::domain::hex(&random));
         let dummy = hash_blocking(&params, dummy_password.expose_secret())?;
-        Ok(Self { params, dummy: Arc::new(dummy) })
+        Ok(Self {
+            params,
+            dummy: Arc::new(dummy),
+        })
     }
 
     /// Hashes `password` on the blocking pool.
@@ -43,7 +46,11 @@ impl Hasher {
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no
     /// account, so both paths take the same time. Returns false for the dummy.
-    pub async fn verify(&self, password: SecretString, stored: Option<PasswordHash>) -> Result<bool, AccountError> {
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<PasswordHash>,
+    ) -> Result<bool, AccountError> {
         let is_real = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
         let matched = spawn_blocking_in_span(move || {
@@ -86,26 +93,47 @@ mod tests {
     use super::*;
 
     fn cheap() -> Hasher {
-        Hasher::new(Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 }).unwrap()
+        Hasher::new(Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap()
     }
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
         let h = cheap();
-        let hash = h.hash(Password::parse("correct horse".into()).unwrap()).await.unwrap();
+        let hash = h
+            .hash(Password::parse("correct horse".into()).unwrap())
+            .await
+            .unwrap();
         assert!(hash.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
-        assert!(h.verify("correct horse".into(), Some(hash.clone())).await.unwrap());
+        assert!(
+            h.verify("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!h.verify("wrong horse!".into(), Some(hash)).await.unwrap());
     }
 
     #[tokio::test]
     async fn no_account_never_verifies() {
-        assert!(!cheap().verify("anything at all".into(), None).await.unwrap());
+        assert!(
+            !cheap()
+                .verify("anything at all".into(), None)
+                .await
+                .unwrap()
+        );
     }
 
     #[test]
     fn default_parameters_are_owasp() {
         let h = Hasher::new(Argon2Params::default()).unwrap();
-        assert!(h.dummy.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            h.dummy
+                .as_str()
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+        );
     }
 }

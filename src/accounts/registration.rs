@@ -5,7 +5,9 @@
 //! was sent (it expires by itself), never a user without a way to verify.
 
 use super::{AccountError, Accounts, ClientInfo, IssuedSession};
-use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserId, UserStatus};
+use crate::domain::{
+    CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserId, UserStatus,
+};
 use crate::email::{Email, Message};
 use crate::store::Inserted;
 
@@ -28,21 +30,29 @@ impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn register(&self, request: Registration) -> Result<(), AccountError> {
         let email = request.email.clone();
-        self.claim_cooldown(&email, CodePurpose::Registration).await?;
+        self.claim_cooldown(&email, CodePurpose::Registration)
+            .await?;
         let result = self.register_claimed(request).await;
         if result.is_err() {
-            self.release_cooldown(&email, CodePurpose::Registration).await;
+            self.release_cooldown(&email, CodePurpose::Registration)
+                .await;
         }
         result
     }
 
     async fn register_claimed(&self, request: Registration) -> Result<(), AccountError> {
-        let Registration { email, password, full_name } = request;
+        let Registration {
+            email,
+            password,
+            full_name,
+        } = request;
         // Hash first, whatever the account's state, so every branch costs one Argon2 run.
         let password_hash = self.hasher.hash(password).await?;
         let mail = match self.stores.users.find_by_email(&email).await? {
             None => {
-                let mail = self.store_new_code(&email, CodePurpose::Registration).await?;
+                let mail = self
+                    .store_new_code(&email, CodePurpose::Registration)
+                    .await?;
                 let now = self.clock.now();
                 let user = User {
                     id: UserId::new(),
@@ -61,10 +71,16 @@ impl Accounts {
                     }
                     // A concurrent registration of the same address won the insert; take the
                     // path an existing account takes.
-                    Inserted::EmailTaken => self.register_existing(&email, &full_name, &password_hash).await?,
+                    Inserted::EmailTaken => {
+                        self.register_existing(&email, &full_name, &password_hash)
+                            .await?
+                    }
                 }
             }
-            Some(existing) => self.register_existing_user(existing, &full_name, &password_hash).await?,
+            Some(existing) => {
+                self.register_existing_user(existing, &full_name, &password_hash)
+                    .await?
+            }
         };
         self.mailer.send(&mail).await?;
         Ok(())
@@ -76,10 +92,16 @@ impl Accounts {
         full_name: &FullName,
         password_hash: &crate::domain::PasswordHash,
     ) -> Result<Email, AccountError> {
-        let existing = self.stores.users.find_by_email(email).await?.ok_or_else(|| {
-            AccountError::Unexpected(anyhow::anyhow!("address taken but no account found"))
-        })?;
-        self.register_existing_user(existing, full_name, password_hash).await
+        let existing = self
+            .stores
+            .users
+            .find_by_email(email)
+            .await?
+            .ok_or_else(|| {
+                AccountError::Unexpected(anyhow::anyhow!("address taken but no account found"))
+            })?;
+        self.register_existing_user(existing, full_name, password_hash)
+            .await
     }
 
     async fn register_existing_user(
@@ -89,7 +111,9 @@ impl Accounts {
         password_hash: &crate::domain::PasswordHash,
     ) -> Result<Email, AccountError> {
         if existing.status == UserStatus::Pending {
-            let mail = self.store_new_code(&existing.email, CodePurpose::Registration).await?;
+            let mail = self
+                .store_new_code(&existing.email, CodePurpose::Registration)
+                .await?;
             let now = self.clock.now();
             if self
                 .stores
@@ -103,7 +127,10 @@ impl Accounts {
             // Verified in the meantime: fall through to the notice.
         }
         tracing::info!(user_id = %existing.id.0, "registration for an existing account");
-        Ok(Email { to: existing.email, message: Message::AccountAlreadyExists })
+        Ok(Email {
+            to: existing.email,
+            message: Message::AccountAlreadyExists,
+        })
     }
 
     /// `POST /api/auth/verify-registration`: consumes the code, activates the account and
@@ -115,7 +142,8 @@ impl Accounts {
         code: OneTimeCode,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
-        self.consume_code(&email, CodePurpose::Registration, &code).await?;
+        self.consume_code(&email, CodePurpose::Registration, &code)
+            .await?;
         let user = self
             .stores
             .users
@@ -127,7 +155,12 @@ impl Accounts {
             return Err(AccountError::InvalidCode);
         }
         tracing::info!(user_id = %user.id.0, "account verified");
-        let user = User { status: UserStatus::Active, verified_at: Some(now), updated_at: now, ..user };
+        let user = User {
+            status: UserStatus::Active,
+            verified_at: Some(now),
+            updated_at: now,
+            ..user
+        };
         self.start_session(user, client).await
     }
 }

@@ -28,7 +28,11 @@ pub struct Authenticated {
 }
 
 impl Accounts {
-    pub(super) async fn start_session(&self, user: User, client: ClientInfo) -> Result<IssuedSession, AccountError> {
+    pub(super) async fn start_session(
+        &self,
+        user: User,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AccountError> {
         let token = SessionToken::generate();
         let now = self.clock.now();
         let session = Session {
@@ -39,9 +43,16 @@ impl Accounts {
             user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
             ip: client.ip,
         };
-        self.stores.sessions.create(&token.digest(), &session).await?;
+        self.stores
+            .sessions
+            .create(&token.digest(), &session)
+            .await?;
         tracing::info!(user_id = %user.id.0, session_id = %session.id, "session started");
-        Ok(IssuedSession { token, session, user })
+        Ok(IssuedSession {
+            token,
+            session,
+            user,
+        })
     }
 
     /// Resolves a bearer token to its live session and active owner.

@@ -38,10 +38,14 @@ impl Email {
     /// Subject line.
     pub fn subject(&self) -> &'static str {
         match &self.message {
-            Message::VerificationCode { purpose: CodePurpose::Registration, .. } => {
-                "Confirm your e-mail address"
-            }
-            Message::VerificationCode { purpose: CodePurpose::Login, .. } => "Your login code",
+            Message::VerificationCode {
+                purpose: CodePurpose::Registration,
+                ..
+            } => "Confirm your e-mail address",
+            Message::VerificationCode {
+                purpose: CodePurpose::Login,
+                ..
+            } => "Your login code",
             Message::AccountAlreadyExists => "Someone tried to register with your address",
         }
     }
@@ -49,7 +53,11 @@ impl Email {
     /// Plain-text body.
     pub fn body(&self) -> String {
         match &self.message {
-            Message::VerificationCode { purpose, code, valid_for } => {
+            Message::VerificationCode {
+                purpose,
+                code,
+                valid_for,
+            } => {
                 let action = match purpose {
                     CodePurpose::Registration => "confirm your e-mail address",
                     CodePurpose::Login => "log in",
@@ -61,10 +69,12 @@ impl Email {
                     valid_for.as_secs().div_ceil(60)
                 )
             }
-            Message::AccountAlreadyExists => "Someone, perhaps you, tried to register a new account \
+            Message::AccountAlreadyExists => {
+                "Someone, perhaps you, tried to register a new account \
                  with this address, which already has one.\nNo new account was created. \
                  If it was you, log in instead.\nIf it was not, you can ignore this message."
-                .to_owned(),
+                    .to_owned()
+            }
         }
     }
 }

@@ -135,7 +135,8 @@ impl From<IssuedSession> for SessionResponse {
 
 const REGISTER_ACCEPTED: &str =
     "If this address can be registered, a verification code has been sent to it.";
-const CODE_SENT: &str = "If an account in the right state exists for this address, a code has been sent to it.";
+const CODE_SENT: &str =
+    "If an account in the right state exists for this address, a code has been sent to it.";
 
 fn email(raw: &str) -> Result<EmailAddress, ApiError> {
     EmailAddress::parse(raw).map_err(|e| ApiError::invalid("invalid_email", e))
@@ -162,11 +163,18 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
     let request = Registration {
         email: email(&body.email)?,
-        password: Password::parse(body.password).map_err(|e| ApiError::invalid("invalid_password", e))?,
-        full_name: FullName::parse(&body.full_name).map_err(|e| ApiError::invalid("invalid_full_name", e))?,
+        password: Password::parse(body.password)
+            .map_err(|e| ApiError::invalid("invalid_password", e))?,
+        full_name: FullName::parse(&body.full_name)
+            .map_err(|e| ApiError::invalid("invalid_full_name", e))?,
     };
     state.accounts.register(request).await?;
-    Ok((StatusCode::ACCEPTED, Json(MessageResponse { message: REGISTER_ACCEPTED })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageResponse {
+            message: REGISTER_ACCEPTED,
+        }),
+    ))
 }
 
 /// Prove the address with the e-mailed code; activates the account and starts a session.
@@ -183,7 +191,10 @@ pub async fn verify_registration(
     JsonBody(body): JsonBody<VerifyCodeRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     let (email, code) = (email(&body.email)?, code(&body.verification_code)?);
-    let session = state.accounts.verify_registration(email, code, client).await?;
+    let session = state
+        .accounts
+        .verify_registration(email, code, client)
+        .await?;
     Ok(Json(session.into()))
 }
 
@@ -206,12 +217,19 @@ pub async fn login(
     let email = email(&body.email)?;
     match body.password {
         Some(password) => {
-            let session = state.accounts.login_with_password(email, password, client).await?;
+            let session = state
+                .accounts
+                .login_with_password(email, password, client)
+                .await?;
             Ok(Json(SessionResponse::from(session)).into_response())
         }
         None => {
             state.accounts.request_login_code(email).await?;
-            Ok((StatusCode::ACCEPTED, Json(MessageResponse { message: CODE_SENT })).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(MessageResponse { message: CODE_SENT }),
+            )
+                .into_response())
         }
     }
 }
@@ -246,8 +264,14 @@ pub async fn resend_code(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ResendCodeRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
-    state.accounts.resend_code(email(&body.email)?, body.purpose).await?;
-    Ok((StatusCode::ACCEPTED, Json(MessageResponse { message: CODE_SENT })))
+    state
+        .accounts
+        .resend_code(email(&body.email)?, body.purpose)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageResponse { message: CODE_SENT }),
+    ))
 }
 
 /// The account behind the bearer token.
@@ -257,7 +281,10 @@ pub async fn resend_code(
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]
-pub async fn me(State(state): State<AppState>, BearerToken(token): BearerToken) -> Result<Json<UserView>, ApiError> {
+pub async fn me(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+) -> Result<Json<UserView>, ApiError> {
     let caller = state.accounts.authenticate(&token).await?;
     Ok(Json(caller.user.into()))
 }
@@ -269,7 +296,10 @@ pub async fn me(State(state): State<AppState>, BearerToken(token): BearerToken) 
         (status = 401, description = "Missing, invalid, expired or already revoked token", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]
-pub async fn logout(State(state): State<AppState>, BearerToken(token): BearerToken) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+) -> Result<StatusCode, ApiError> {
     state.accounts.logout(&token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

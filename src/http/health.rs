@@ -53,7 +53,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     });
     let mut checks = BTreeMap::new();
     let mut failed = Vec::new();
-    checks.insert("database", if database.is_ok() { "ok" } else { "unavailable" });
+    checks.insert(
+        "database",
+        if database.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        },
+    );
     if let Err(e) = &database {
         tracing::warn!(error = %e, "readiness: database unavailable");
         failed.push("database");
@@ -72,9 +79,26 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         }
     }
     if failed.is_empty() {
-        (StatusCode::OK, Json(Readiness { status: "ready", checks, error: None }))
+        (
+            StatusCode::OK,
+            Json(Readiness {
+                status: "ready",
+                checks,
+                error: None,
+            }),
+        )
     } else {
-        let error = ErrorDetail { code: "not_ready", message: format!("unavailable: {}", failed.join(", ")) };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { status: "unavailable", checks, error: Some(error) }))
+        let error = ErrorDetail {
+            code: "not_ready",
+            message: format!("unavailable: {}", failed.join(", ")),
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "unavailable",
+                checks,
+                error: Some(error),
+            }),
+        )
     }
 }

@@ -41,7 +41,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/openapi.json", get(openapi::serve))
         .route("/api/auth/register", post(auth::register))
-        .route("/api/auth/verify-registration", post(auth::verify_registration))
+        .route(
+            "/api/auth/verify-registration",
+            post(auth::verify_registration),
+        )
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/verify-login", post(auth::verify_login))
         .route("/api/auth/resend-code", post(auth::resend_code))

@@ -45,9 +45,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     match tokio::time::timeout(limit, op).await {
-        Ok(result) => result
-            .context(what)
-            .map_err(StoreError::Unavailable),
+        Ok(result) => result.context(what).map_err(StoreError::Unavailable),
         Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
             "{what}: no answer within {limit:?}"
         ))),
@@ -115,8 +113,12 @@ pub enum Cooldown {
 #[async_trait]
 pub trait CodeStore: Send + Sync {
     /// Stores `code`, replacing any earlier code for the pair and resetting its tries.
-    async fn put(&self, email: &EmailAddress, purpose: CodePurpose, code: &StoredCode)
-    -> StoreResult<()>;
+    async fn put(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        code: &StoredCode,
+    ) -> StoreResult<()>;
     /// Atomically consumes the code if `hash` matches, it has not expired at `now` and has had
     /// fewer than `max_attempts` wrong tries; otherwise counts a wrong try, and a code that
     /// reaches `max_attempts` is deleted.

@@ -61,7 +61,9 @@ fn micros(t: OffsetDateTime) -> i64 {
 
 fn millis_until(until: OffsetDateTime, now: OffsetDateTime) -> u64 {
     // Never 0: PX 0 is an error, and a key that already expired logically is simply short-lived.
-    u64::try_from((until - now).whole_milliseconds()).unwrap_or(0).max(1)
+    u64::try_from((until - now).whole_milliseconds())
+        .unwrap_or(0)
+        .max(1)
 }
 
 impl RedisStore {
@@ -78,11 +80,14 @@ impl RedisStore {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
-        let conn = tokio::time::timeout(timeout * 3, ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer within {:?}", timeout * 3))
-            .and_then(|r| r.map_err(anyhow::Error::from))
-            .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
+        let conn = tokio::time::timeout(
+            timeout * 3,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {:?}", timeout * 3))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
         let store = Self {
             conn,
             prefix: prefix.to_owned(),

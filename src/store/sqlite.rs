@@ -41,6 +41,8 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore<sqlx
     // backends, so it gets the longer bound here.
     Ok(SqlStore {
         pool,
-        timeout: settings.dependency_timeout.max(std::time::Duration::from_secs(5)),
+        timeout: settings
+            .dependency_timeout
+            .max(std::time::Duration::from_secs(5)),
     })
 }

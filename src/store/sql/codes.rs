@@ -1,0 +1,141 @@
+//! One-time codes and resend cooldowns in SQL (used when Redis is not configured).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{DbTime, SqlStore, remaining};
+use crate::domain::{CodePurpose, EmailAddress};
+use crate::store::{CodeCheck, CodeStore, Cooldown, StoreResult, StoredCode, bounded};
+
+const PUT_CODE: &str = "INSERT INTO verification_codes (email, purpose, code_hash, attempts, \
+     expires_at, created_at) VALUES ($1, $2, $3, 0, $4, $5) \
+     ON CONFLICT (email, purpose) DO UPDATE SET code_hash = excluded.code_hash, attempts = 0, \
+     expires_at = excluded.expires_at, created_at = excluded.created_at";
+// One statement decides the winner: of concurrent correct tries, exactly one deletes the row.
+const CONSUME_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 AND purpose = $2 \
+     AND code_hash = $3 AND expires_at > $4 AND attempts < $5 RETURNING email";
+const COUNT_WRONG_TRY: &str = "UPDATE verification_codes SET attempts = attempts + 1 \
+     WHERE email = $1 AND purpose = $2";
+const DELETE_EXHAUSTED_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 \
+     AND purpose = $2 AND (attempts >= $3 OR expires_at <= $4)";
+const START_COOLDOWN: &str = "INSERT INTO code_cooldowns (email, purpose, until) \
+     VALUES ($1, $2, $3) ON CONFLICT (email, purpose) DO UPDATE SET until = excluded.until \
+     WHERE code_cooldowns.until <= $4 RETURNING until";
+const FIND_COOLDOWN: &str = "SELECT until FROM code_cooldowns WHERE email = $1 AND purpose = $2";
+const CLEAR_COOLDOWN: &str = "DELETE FROM code_cooldowns WHERE email = $1 AND purpose = $2";
+
+macro_rules! impl_code_store {
+    ($db:ty) => {
+        #[async_trait]
+        impl CodeStore for SqlStore<$db> {
+            async fn put(
+                &self,
+                email: &EmailAddress,
+                purpose: CodePurpose,
+                code: &StoredCode,
+            ) -> StoreResult<()> {
+                bounded(self.timeout, "storing code", async {
+                    sqlx::query(PUT_CODE)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .bind(code.hash.as_str())
+                        .bind(DbTime(code.expires_at))
+                        .bind(DbTime(code.expires_at))
+                        .execute(&self.pool)
+                        .await
+                })
+                .await
+                .map(drop)
+            }
+
+            async fn consume(
+                &self,
+                email: &EmailAddress,
+                purpose: CodePurpose,
+                hash: &str,
+                now: OffsetDateTime,
+                max_attempts: u32,
+            ) -> StoreResult<CodeCheck> {
+                let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+                bounded(self.timeout, "checking code", async {
+                    let consumed = sqlx::query(CONSUME_CODE)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .bind(hash)
+                        .bind(DbTime(now))
+                        .bind(max)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    if consumed.is_some() {
+                        return Ok(CodeCheck::Accepted);
+                    }
+                    sqlx::query(COUNT_WRONG_TRY)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .execute(&self.pool)
+                        .await?;
+                    sqlx::query(DELETE_EXHAUSTED_CODE)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .bind(max)
+                        .bind(DbTime(now))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok::<_, sqlx::Error>(CodeCheck::Rejected)
+                })
+                .await
+            }
+
+            async fn start_cooldown(
+                &self,
+                email: &EmailAddress,
+                purpose: CodePurpose,
+                now: OffsetDateTime,
+                length: Duration,
+            ) -> StoreResult<Cooldown> {
+                bounded(self.timeout, "starting resend cooldown", async {
+                    let started = sqlx::query(START_COOLDOWN)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .bind(DbTime(now + length))
+                        .bind(DbTime(now))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    if started.is_some() {
+                        return Ok(Cooldown::Started);
+                    }
+                    let until: Option<DbTime> = sqlx::query_scalar(FIND_COOLDOWN)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok::<_, sqlx::Error>(Cooldown::Active(
+                        until.map_or(length, |u| remaining(u.0, now)),
+                    ))
+                })
+                .await
+            }
+
+            async fn clear_cooldown(
+                &self,
+                email: &EmailAddress,
+                purpose: CodePurpose,
+            ) -> StoreResult<()> {
+                bounded(self.timeout, "clearing resend cooldown", async {
+                    sqlx::query(CLEAR_COOLDOWN)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .execute(&self.pool)
+                        .await
+                })
+                .await
+                .map(drop)
+            }
+        }
+    };
+}
+
+impl_code_store!(sqlx::Postgres);
+impl_code_store!(sqlx::Sqlite);
