@@ -3,17 +3,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
-use crate::accounts::{Accounts, CodeHasher, Hasher, Policy};
+use crate::accounts::{Accounts, CodeHasher, Deps, Hasher, Policy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EmailTransport, Settings};
 use crate::email::{EmailSender, LogSender};
 use crate::http::{self, AppState};
 use crate::store::Stores;
+use crate::tokens::{KeyRing, KeyRingConfig};
 
 /// Replacements for the production collaborators (tests use a manual clock and a mailbox).
 #[derive(Default, Clone)]
@@ -31,6 +33,7 @@ pub struct App {
     stores: Stores,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    keyring_config: KeyRingConfig,
 }
 
 impl App {
@@ -55,27 +58,27 @@ impl App {
             });
         let stores = Stores::connect(&settings).await?;
 
-        let mut candidate = [0u8; 32];
-        rand::rng().fill_bytes(&mut candidate);
-        let code_key = stores
-            .secrets
-            .get_or_create(CodeHasher::SECRET_NAME, &candidate, clock.now())
-            .await
-            .context("loading the code-hash key")?;
+        let code_key = shared_secret(&stores, clock.as_ref(), CodeHasher::SECRET_NAME).await?;
+        let refresh_key = shared_secret(&stores, clock.as_ref(), REFRESH_SECRET_NAME).await?;
         let argon2 = settings.argon2;
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(argon2))
             .await
             .context("preparing the password hasher")??;
+        let keyring_config = key_ring_config(&settings);
+        let tokens = Arc::new(KeyRing::load(stores.keys.clone(), clock.clone(), keyring_config.clone()).await?);
 
-        let accounts = Accounts::new(
-            stores.clone(),
+        let accounts = Accounts::new(Deps {
+            stores: stores.clone(),
             mailer,
-            clock.clone(),
+            clock: clock.clone(),
             hasher,
-            CodeHasher::new(code_key),
-            Policy::from_settings(&settings),
-        );
-        let router = http::router(AppState { accounts });
+            codes: CodeHasher::new(code_key),
+            tokens,
+            refresh_key,
+            policy: Policy::from_settings(&settings),
+        });
+        let state = AppState { accounts, issuer: settings.jwt_issuer.clone() };
+        let router = http::router(state);
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
@@ -85,6 +88,7 @@ impl App {
             stores,
             clock,
             settings,
+            keyring_config,
         })
     }
 
@@ -102,6 +106,7 @@ impl App {
             self.stores.clone(),
             self.clock.clone(),
             self.settings.sweep_interval,
+            self.keyring_config.retired_key_window(),
         ));
         tracing::info!(port = self.port(), environment = ?self.settings.environment, "Application startup complete");
         let served = axum::serve(
@@ -117,16 +122,50 @@ impl App {
     }
 }
 
-/// Deletes expired SQL codes, cooldowns and sessions (Redis expires its own keys).
-async fn sweep_forever(stores: Stores, clock: Arc<dyn Clock>, every: std::time::Duration) {
+/// Deletes expired SQL codes, cooldowns, sessions and signing keys no longer published
+/// (Redis expires its own keys).
+async fn sweep_forever(stores: Stores, clock: Arc<dyn Clock>, every: Duration, key_window: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match stores.sweeper.sweep_expired(clock.now()).await {
+        let now = clock.now();
+        match stores.sweeper.sweep_expired(now, now - key_window).await {
             Ok(0) => {}
             Ok(removed) => tracing::debug!(removed, "swept expired rows"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
         }
     }
+}
+
+/// Name of the shared key that derives each refresh token's successor.
+const REFRESH_SECRET_NAME: &str = "refresh-successor-key";
+
+/// A 32-byte secret shared by every instance through the database, created on first start.
+async fn shared_secret(stores: &Stores, clock: &dyn Clock, name: &str) -> anyhow::Result<Vec<u8>> {
+    let mut candidate = [0u8; 32];
+    rand::rng().fill_bytes(&mut candidate);
+    stores
+        .secrets
+        .get_or_create(name, &candidate, clock.now())
+        .await
+        .with_context(|| format!("loading the shared secret {name}"))
+}
+
+/// The key ring's settings.
+pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
+    KeyRingConfig {
+        issuer: settings.jwt_issuer.clone(),
+        audience: settings.jwt_audience.clone(),
+        access_token_ttl: settings.access_token_ttl,
+        reload_interval: settings.key_reload_interval,
+        rotation_interval: settings.key_rotation_interval,
+    }
+}
+
+/// `aidlc-auth keys rotate`: a new current signing key; the old one stays published until the
+/// tokens it signed have expired. Returns the new key id.
+pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<String> {
+    let stores = Stores::connect(settings).await?;
+    crate::tokens::rotate_now(stores.keys.as_ref(), &SystemClock, &key_ring_config(settings)).await
 }

@@ -118,6 +118,20 @@ pub struct Settings {
     pub email_transport: EmailTransport,
     /// The From address of outgoing mail.
     pub email_from: String,
+    /// `iss` of access tokens, and the base of the discovery URLs.
+    pub jwt_issuer: String,
+    /// `aud` of access tokens.
+    pub jwt_audience: String,
+    /// Access-token lifetime (900 s).
+    pub access_token_ttl: Duration,
+    /// How long the immediate predecessor of a refresh token still yields its successor (10 s).
+    pub refresh_grace: Duration,
+    /// Sessions unused (no refresh) for this long end; None: only the absolute lifetime counts.
+    pub session_idle_timeout: Option<Duration>,
+    /// Signing keys older than this are rotated automatically; None: only by `keys rotate`.
+    pub key_rotation_interval: Option<Duration>,
+    /// How often an instance re-reads the signing keys (it also does on an unknown `kid`).
+    pub key_reload_interval: Duration,
 }
 
 impl Default for Settings {
@@ -141,6 +155,13 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             email_transport: EmailTransport::Log,
             email_from: "AIDLC <no-reply@aidlc.local>".to_owned(),
+            jwt_issuer: "http://localhost:8001".to_owned(),
+            jwt_audience: "aidlc".to_owned(),
+            access_token_ttl: Duration::from_secs(900),
+            refresh_grace: Duration::from_secs(10),
+            session_idle_timeout: None,
+            key_rotation_interval: Some(Duration::from_secs(30 * 86_400)),
+            key_reload_interval: Duration::from_secs(60),
         }
     }
 }
@@ -167,6 +188,13 @@ const KNOWN_AIDLC_VARS: &[&str] = &[
     "AIDLC_EMAIL_TRANSPORT",
     "AIDLC_EMAIL_FROM",
     "AIDLC_HOST",
+    "AIDLC_JWT_ISSUER",
+    "AIDLC_JWT_AUDIENCE",
+    "AIDLC_ACCESS_TOKEN_TTL_SECONDS",
+    "AIDLC_REFRESH_GRACE_SECONDS",
+    "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS",
+    "AIDLC_KEY_ROTATION_SECONDS",
+    "AIDLC_KEY_RELOAD_SECONDS",
 ];
 
 impl Settings {
@@ -241,6 +269,23 @@ impl Settings {
             log_format,
             email_transport,
             email_from: get("AIDLC_EMAIL_FROM").unwrap_or(d.email_from),
+            jwt_issuer: get("AIDLC_JWT_ISSUER")
+                .map(|v| v.trim_end_matches('/').to_owned())
+                .unwrap_or(d.jwt_issuer),
+            jwt_audience: get("AIDLC_JWT_AUDIENCE").unwrap_or(d.jwt_audience),
+            access_token_ttl: seconds_or(&vars, "AIDLC_ACCESS_TOKEN_TTL_SECONDS", d.access_token_ttl)?,
+            refresh_grace: seconds_or(&vars, "AIDLC_REFRESH_GRACE_SECONDS", d.refresh_grace)?,
+            session_idle_timeout: optional_seconds(
+                &vars,
+                "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS",
+                d.session_idle_timeout,
+            )?,
+            key_rotation_interval: optional_seconds(
+                &vars,
+                "AIDLC_KEY_ROTATION_SECONDS",
+                d.key_rotation_interval,
+            )?,
+            key_reload_interval: seconds_or(&vars, "AIDLC_KEY_RELOAD_SECONDS", d.key_reload_interval)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -259,6 +304,12 @@ impl Settings {
 
     /// The rules that span several settings, including the deployed-environment refusal.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.access_token_ttl.is_zero() {
+            return Err(ConfigError("AIDLC_ACCESS_TOKEN_TTL_SECONDS must be positive".into()));
+        }
+        if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
+            return Err(ConfigError("AIDLC_JWT_ISSUER and AIDLC_JWT_AUDIENCE must not be empty".into()));
+        }
         if self.code_ttl.is_zero() || self.session_ttl.is_zero() {
             return Err(ConfigError(
                 "AIDLC_CODE_TTL_SECONDS and AIDLC_SESSION_TTL_SECONDS must be positive".into(),
@@ -346,6 +397,13 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("email_transport", &self.email_transport)
             .field("email_from", &self.email_from)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_grace", &self.refresh_grace)
+            .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("key_rotation_interval", &self.key_rotation_interval)
+            .field("key_reload_interval", &self.key_reload_interval)
             .finish()
     }
 }
@@ -362,6 +420,16 @@ fn parse_or<T: FromStr>(
             .parse()
             .map_err(|_| ConfigError(format!("{name} has an invalid value {:?}", raw.trim()))),
     }
+}
+
+/// Seconds, where 0 means "off".
+fn optional_seconds(
+    vars: &HashMap<String, String>,
+    name: &str,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, ConfigError> {
+    let secs = parse_or(vars, name, default.map_or(0, |d| d.as_secs()))?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
 fn seconds_or(

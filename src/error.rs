@@ -97,6 +97,14 @@ impl From<AccountError> for ApiError {
                 "invalid e-mail or password",
             ),
             AccountError::Unauthenticated => Self::unauthorized(),
+            AccountError::InvalidRefreshToken => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "the refresh token is invalid, expired or revoked; log in again",
+            ),
+            AccountError::SessionNotFound => {
+                Self::new(StatusCode::NOT_FOUND, "session_not_found", "no such session")
+            }
             AccountError::Cooldown(left) => Self {
                 retry_after: Some(left),
                 ..Self::new(

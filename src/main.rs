@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aidlc_auth::app::App;
+use aidlc_auth::app::{self, App};
 use aidlc_auth::config::Settings;
 use aidlc_auth::{store, telemetry};
 use clap::{Parser, Subcommand};
@@ -28,6 +28,17 @@ enum Command {
     Migrate,
     /// Exit 0 when GET /health on the local port answers 200 (for container health checks).
     Healthcheck,
+    /// Manage access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Make a new key current now; the previous one stays published until its tokens expire.
+    Rotate,
 }
 
 #[tokio::main]
@@ -50,7 +61,10 @@ async fn main() -> ExitCode {
     }
     let result = match command {
         Command::Migrate => store::migrate(&settings).await,
-        _ => serve(settings).await,
+        Command::Keys { action: KeysAction::Rotate } => app::rotate_signing_key(&settings)
+            .await
+            .map(|kid| println!("new signing key: {kid}")),
+        Command::Serve | Command::Healthcheck => serve(settings).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::email::{EmailSender, SendError};
 use crate::store::{StoreError, Stores};
+use crate::tokens::KeyRing;
+use crate::tokens::keyring::{KeyRingError, VerifyError};
 
 /// What a use case can answer besides success. `error.rs` maps each to one status.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +30,15 @@ pub enum AccountError {
     /// Any wrong e-mail/password combination, or an account that may not log in.
     #[error("invalid e-mail or password")]
     InvalidCredentials,
-    /// Missing, unknown, expired or revoked session token.
+    /// Missing, invalid or expired access token, or its session is over.
     #[error("not authenticated")]
     Unauthenticated,
+    /// Unknown, retired or revoked refresh token.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// No such session among the caller's.
+    #[error("session not found")]
+    SessionNotFound,
     /// A code was sent to this address for this purpose too recently.
     #[error("a code was sent recently; retry after {0:?}")]
     Cooldown(Duration),
@@ -47,6 +55,27 @@ impl From<StoreError> for AccountError {
         match e {
             StoreError::Unavailable(e) => Self::Unavailable(e),
             StoreError::Corrupt(e) => Self::Unexpected(e),
+        }
+    }
+}
+
+impl From<KeyRingError> for AccountError {
+    fn from(e: KeyRingError) -> Self {
+        match e {
+            KeyRingError::Store(e) => e.into(),
+            KeyRingError::Keys(e) => Self::Unexpected(e),
+        }
+    }
+}
+
+impl From<VerifyError> for AccountError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Token(e) => {
+                tracing::debug!(reason = %e, "access token refused");
+                Self::Unauthenticated
+            }
+            VerifyError::Ring(e) => e.into(),
         }
     }
 }
@@ -71,8 +100,12 @@ pub struct ClientInfo {
 pub struct Policy {
     /// Verification and login code lifetime.
     pub code_ttl: Duration,
-    /// Session lifetime.
+    /// Session (refresh-token family) absolute lifetime.
     pub session_ttl: Duration,
+    /// Sessions unused for this long end.
+    pub session_idle_timeout: Option<Duration>,
+    /// Grace window for the immediate predecessor of a refresh token.
+    pub refresh_grace: Duration,
     /// Gap between two codes for one (address, purpose).
     pub resend_cooldown: Duration,
     /// Wrong tries that kill a code.
@@ -85,6 +118,8 @@ impl Policy {
         Self {
             code_ttl: settings.code_ttl,
             session_ttl: settings.session_ttl,
+            session_idle_timeout: settings.session_idle_timeout,
+            refresh_grace: settings.refresh_grace,
             resend_cooldown: settings.resend_cooldown,
             max_code_attempts: settings.max_code_attempts,
         }
@@ -99,27 +134,49 @@ pub struct Accounts {
     clock: Arc<dyn Clock>,
     hasher: Hasher,
     codes: CodeHasher,
+    tokens: Arc<KeyRing>,
+    refresh_key: Arc<[u8]>,
     policy: Policy,
+}
+
+/// The collaborators of [`Accounts`].
+pub struct Deps {
+    /// Every store.
+    pub stores: Stores,
+    /// Mail transport.
+    pub mailer: Arc<dyn EmailSender>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Password hashing.
+    pub hasher: Hasher,
+    /// Code hashing.
+    pub codes: CodeHasher,
+    /// Access-token keys.
+    pub tokens: Arc<KeyRing>,
+    /// Key deriving each refresh token's successor.
+    pub refresh_key: Vec<u8>,
+    /// Lifetimes and limits.
+    pub policy: Policy,
 }
 
 impl Accounts {
     /// Wires the use cases.
-    pub fn new(
-        stores: Stores,
-        mailer: Arc<dyn EmailSender>,
-        clock: Arc<dyn Clock>,
-        hasher: Hasher,
-        codes: CodeHasher,
-        policy: Policy,
-    ) -> Self {
+    pub fn new(deps: Deps) -> Self {
         Self {
-            stores,
-            mailer,
-            clock,
-            hasher,
-            codes,
-            policy,
+            stores: deps.stores,
+            mailer: deps.mailer,
+            clock: deps.clock,
+            hasher: deps.hasher,
+            codes: deps.codes,
+            tokens: deps.tokens,
+            refresh_key: deps.refresh_key.into(),
+            policy: deps.policy,
         }
+    }
+
+    /// The access-token key ring, for the JWKS endpoint.
+    pub fn tokens(&self) -> &KeyRing {
+        &self.tokens
     }
 
     /// The stores, for readiness checks.

@@ -1,87 +1,193 @@
-//! Sessions: opaque bearer tokens, stored as digests, with a fixed lifetime.
+//! Sessions: a refresh-token family per login, short-lived access tokens, rotation with reuse
+//! detection, and the owner's view of their sessions.
 
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AccountError, Accounts, ClientInfo};
-use crate::domain::{SessionToken, User, UserId};
-use crate::store::Session;
+use crate::domain::{RefreshToken, User, UserId, UserStatus};
+use crate::store::{RefreshRules, Rotation, Session};
+use crate::tokens::AccessClaims;
 
-/// A session just started: the token is shown to its owner once.
+/// A token pair just issued: shown to its owner once.
 #[derive(Debug)]
 pub struct IssuedSession {
-    /// The bearer token.
-    pub token: SessionToken,
-    /// The stored session.
+    /// Signed JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Its claims (for `expires_in`).
+    pub access_claims: AccessClaims,
+    /// Opaque token for `POST /api/auth/refresh`.
+    pub refresh_token: RefreshToken,
+    /// The session.
     pub session: Session,
     /// Its owner.
     pub user: User,
 }
 
-/// The caller behind a valid bearer token.
+/// The caller behind a valid access token whose session is still live.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    /// The session.
+    /// The verified claims.
+    pub claims: AccessClaims,
+    /// The session they name.
     pub session: Session,
     /// Its owner, as stored now.
     pub user: User,
 }
 
 impl Accounts {
-    pub(super) async fn start_session(
-        &self,
-        user: User,
-        client: ClientInfo,
-    ) -> Result<IssuedSession, AccountError> {
-        let token = SessionToken::generate();
+    fn refresh_rules(&self) -> RefreshRules {
+        RefreshRules { grace: self.policy.refresh_grace, idle_timeout: self.policy.session_idle_timeout }
+    }
+
+    pub(super) async fn start_session(&self, user: User, client: ClientInfo) -> Result<IssuedSession, AccountError> {
+        let refresh_token = RefreshToken::generate();
         let now = self.clock.now();
         let session = Session {
             id: Uuid::new_v4(),
             user_id: user.id.0,
             created_at: now,
             expires_at: now + self.policy.session_ttl,
+            last_used_at: now,
             user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
             ip: client.ip,
+            revoked_at: None,
         };
-        self.stores
-            .sessions
-            .create(&token.digest(), &session)
-            .await?;
+        self.stores.sessions.create(&session, &refresh_token.digest()).await?;
         tracing::info!(user_id = %user.id.0, session_id = %session.id, "session started");
-        Ok(IssuedSession {
-            token,
-            session,
-            user,
-        })
+        self.issue_pair(user, session, refresh_token).await
     }
 
-    /// Resolves a bearer token to its live session and active owner.
+    async fn issue_pair(&self, user: User, session: Session, refresh_token: RefreshToken) -> Result<IssuedSession, AccountError> {
+        let (access_token, access_claims) = self
+            .tokens
+            .issue(
+                &user.id.0.to_string(),
+                &session.id.to_string(),
+                user.email.as_str(),
+                user.verified_at.is_some(),
+            )
+            .await?;
+        Ok(IssuedSession { access_token, access_claims, refresh_token, session, user })
+    }
+
+    /// `POST /api/auth/refresh`: exchanges a refresh token for a new pair.
+    ///
+    /// - the current token: rotated; the old one is retired;
+    /// - the immediate predecessor, within the grace window: the same successor again (two tabs
+    ///   refreshing at once both stay logged in), with a fresh access token;
+    /// - any other retired token: the whole session is revoked (theft detection);
+    /// - unknown token, or a revoked, expired or idle session: refused.
     #[tracing::instrument(skip_all)]
-    pub async fn authenticate(&self, token: &SessionToken) -> Result<Authenticated, AccountError> {
-        let now: OffsetDateTime = self.clock.now();
+    pub async fn refresh(&self, presented: RefreshToken) -> Result<IssuedSession, AccountError> {
+        let successor = presented.successor(&self.refresh_key);
+        let now = self.clock.now();
+        let session = match self
+            .stores
+            .sessions
+            .rotate(&presented.digest(), &successor.digest(), now, self.refresh_rules())
+            .await?
+        {
+            Rotation::Rotated(session) => session,
+            Rotation::Replayed(session) => {
+                tracing::info!(session_id = %session.id, "refresh token replayed within the grace window");
+                session
+            }
+            Rotation::ReuseDetected => {
+                tracing::warn!("retired refresh token presented again: session revoked");
+                return Err(AccountError::InvalidRefreshToken);
+            }
+            Rotation::Invalid => return Err(AccountError::InvalidRefreshToken),
+        };
+        let user = self
+            .stores
+            .users
+            .find_by_id(UserId(session.user_id))
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(AccountError::InvalidRefreshToken)?;
+        self.issue_pair(user, session, successor).await
+    }
+
+    /// Resolves an access token to its claims, live session and active owner.
+    #[tracing::instrument(skip_all)]
+    pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, AccountError> {
+        let claims = self.tokens.verify(access_token).await?;
+        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AccountError::Unauthenticated)?;
+        let now = self.clock.now();
         let session = self
             .stores
             .sessions
-            .find(&token.digest(), now)
+            .find(session_id)
             .await?
+            .filter(|s| s.is_live(now, self.policy.session_idle_timeout))
             .ok_or(AccountError::Unauthenticated)?;
         let user = self
             .stores
             .users
             .find_by_id(UserId(session.user_id))
             .await?
-            .filter(|u| u.status == crate::domain::UserStatus::Active)
+            .filter(|u| u.status == UserStatus::Active && u.id.0.to_string() == claims.sub)
             .ok_or(AccountError::Unauthenticated)?;
-        Ok(Authenticated { session, user })
+        Ok(Authenticated { claims, session, user })
     }
 
-    /// `POST /api/auth/logout`: ends the session the token belongs to.
+    /// `POST /api/auth/introspect`: the claims of a token whose signature, lifetime and session
+    /// are all still good; None otherwise.
     #[tracing::instrument(skip_all)]
-    pub async fn logout(&self, token: &SessionToken) -> Result<(), AccountError> {
-        if self.stores.sessions.revoke(&token.digest()).await? {
+    pub async fn introspect(&self, access_token: &str) -> Result<Option<Authenticated>, AccountError> {
+        match self.authenticate(access_token).await {
+            Ok(caller) => Ok(Some(caller)),
+            Err(AccountError::Unauthenticated) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /api/auth/logout`: ends the caller's session.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(&self, caller: &Authenticated) -> Result<(), AccountError> {
+        self.stores
+            .sessions
+            .revoke(caller.session.id, caller.user.id.0, self.clock.now(), "logout")
+            .await?;
+        tracing::info!(session_id = %caller.session.id, "logged out");
+        Ok(())
+    }
+
+    /// `POST /api/auth/logout-all`: ends every session of the caller, or every other one.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout_all(&self, caller: &Authenticated, keep_current: bool) -> Result<u64, AccountError> {
+        let keep = keep_current.then_some(caller.session.id);
+        let ended = self
+            .stores
+            .sessions
+            .revoke_all(caller.user.id.0, keep, self.clock.now(), "logout_all")
+            .await?;
+        tracing::info!(user_id = %caller.user.id.0, ended, keep_current, "logged out everywhere");
+        Ok(ended)
+    }
+
+    /// `GET /api/auth/sessions`: the caller's live sessions, newest first.
+    pub async fn list_sessions(&self, caller: &Authenticated) -> Result<Vec<Session>, AccountError> {
+        let now = self.clock.now();
+        let sessions = self.stores.sessions.list(caller.user.id.0, now).await?;
+        Ok(sessions
+            .into_iter()
+            .filter(|s| s.is_live(now, self.policy.session_idle_timeout))
+            .collect())
+    }
+
+    /// `DELETE /api/auth/sessions/{id}`: ends one of the caller's sessions.
+    #[tracing::instrument(skip_all, fields(session_id = %id))]
+    pub async fn revoke_session(&self, caller: &Authenticated, id: Uuid) -> Result<(), AccountError> {
+        if self
+            .stores
+            .sessions
+            .revoke(id, caller.user.id.0, self.clock.now(), "revoked_by_user")
+            .await?
+        {
             Ok(())
         } else {
-            Err(AccountError::Unauthenticated)
+            Err(AccountError::SessionNotFound)
         }
     }
 }

@@ -11,7 +11,7 @@ pub use code::{CodePurpose, OneTimeCode};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
 pub use password::{Password, PasswordHash};
-pub use token::SessionToken;
+pub use token::RefreshToken;
 pub(crate) use token::hex;
 pub use user::{User, UserId, UserStatus};
 

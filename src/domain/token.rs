@@ -3,12 +3,13 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-/// An opaque 256-bit bearer token. Only its SHA-256 digest is ever stored.
-pub struct SessionToken(String);
+/// An opaque 256-bit refresh token. Only its SHA-256 digest is ever stored.
+pub struct RefreshToken(String);
 
-impl SessionToken {
+impl RefreshToken {
     /// 32 bytes from the CSPRNG, base64url without padding (43 characters).
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
@@ -31,11 +32,22 @@ impl SessionToken {
     pub fn digest(&self) -> String {
         hex(&Sha256::digest(self.0.as_bytes()))
     }
+
+    /// The token that replaces this one at rotation: HMAC-SHA256 under a server key, so the
+    /// same successor can be handed out again within the grace window without ever storing a
+    /// token in clear.
+    pub fn successor(&self, key: &[u8]) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"aidlc-auth refresh successor\0");
+        mac.update(self.0.as_bytes());
+        Self(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
 }
 
-impl fmt::Debug for SessionToken {
+impl fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken([REDACTED])")
+        f.write_str("RefreshToken([REDACTED])")
     }
 }
 
@@ -56,10 +68,20 @@ mod tests {
 
     #[test]
     fn generated_tokens_parse_back_and_digest_is_stable() {
-        let t = SessionToken::generate();
-        let again = SessionToken::parse(t.expose()).unwrap();
+        let t = RefreshToken::generate();
+        let again = RefreshToken::parse(t.expose()).unwrap();
         assert_eq!(t.digest(), again.digest());
         assert_eq!(t.digest().len(), 64);
-        assert!(SessionToken::parse("not-a-token").is_none());
+        assert!(RefreshToken::parse("not-a-token").is_none());
+    }
+
+    #[test]
+    fn successor_is_deterministic_per_key_and_well_formed() {
+        let t = RefreshToken::generate();
+        let s1 = t.successor(b"key one");
+        assert_eq!(s1.expose(), t.successor(b"key one").expose());
+        assert_ne!(s1.expose(), t.successor(b"key two").expose());
+        assert_ne!(s1.expose(), t.expose());
+        assert!(RefreshToken::parse(s1.expose()).is_some());
     }
 }

@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{BearerToken, JsonBody};
-use crate::accounts::{ClientInfo, IssuedSession, Registration};
+use super::extract::JsonBody;
+use crate::accounts::{Authenticated, ClientInfo, IssuedSession, Registration};
 use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserStatus};
 use crate::error::{ApiError, ErrorBody};
 
@@ -69,20 +69,23 @@ pub struct MessageResponse {
     message: &'static str,
 }
 
-/// A started session.
+/// A token pair, returned by every login and by refresh.
 #[derive(Serialize, ToSchema)]
-pub struct SessionResponse {
-    /// Opaque bearer token for `Authorization: Bearer …`; shown once.
-    session_token: String,
+pub struct TokenResponse {
+    /// Ed25519-signed JWT (`typ: at+jwt`) for `Authorization: Bearer …`; verify it with
+    /// `/.well-known/jwks.json`.
+    access_token: String,
     /// Always `Bearer`.
     #[schema(example = "Bearer")]
     token_type: &'static str,
-    /// Seconds until the session ends.
+    /// Seconds until the access token expires.
     expires_in: i64,
-    /// When the session ends (RFC 3339, UTC).
+    /// Opaque token for `POST /api/auth/refresh`; rotated at every use.
+    refresh_token: String,
+    /// When the session ends regardless of refreshes (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
-    /// The session's id.
+    refresh_token_expires_at: OffsetDateTime,
+    /// The session's id (the `sid` claim).
     session_id: Uuid,
     /// The logged-in account.
     user: UserView,
@@ -120,13 +123,14 @@ impl From<User> for UserView {
     }
 }
 
-impl From<IssuedSession> for SessionResponse {
+impl From<IssuedSession> for TokenResponse {
     fn from(s: IssuedSession) -> Self {
         Self {
-            session_token: s.token.expose().to_owned(),
+            access_token: s.access_token,
             token_type: "Bearer",
-            expires_in: (s.session.expires_at - s.session.created_at).whole_seconds(),
-            expires_at: s.session.expires_at,
+            expires_in: s.access_claims.exp - s.access_claims.iat,
+            refresh_token: s.refresh_token.expose().to_owned(),
+            refresh_token_expires_at: s.session.expires_at,
             session_id: s.session.id,
             user: s.user.into(),
         }
@@ -180,7 +184,7 @@ pub async fn register(
 /// Prove the address with the e-mailed code; activates the account and starts a session.
 #[utoipa::path(post, path = "/api/auth/verify-registration", tag = "auth", request_body = VerifyCodeRequest,
     responses(
-        (status = 200, description = "Account active; session started", body = SessionResponse),
+        (status = 200, description = "Account active; session started with a token pair", body = TokenResponse),
         (status = 400, description = "invalid_code (wrong, expired, used or exhausted) or malformed_json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
@@ -189,7 +193,7 @@ pub async fn verify_registration(
     State(state): State<AppState>,
     client: ClientInfo,
     JsonBody(body): JsonBody<VerifyCodeRequest>,
-) -> Result<Json<SessionResponse>, ApiError> {
+) -> Result<Json<TokenResponse>, ApiError> {
     let (email, code) = (email(&body.email)?, code(&body.verification_code)?);
     let session = state
         .accounts
@@ -201,7 +205,7 @@ pub async fn verify_registration(
 /// Log in with a password (200), or, without one, get a login code by e-mail (202).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
-        (status = 200, description = "Password login: session started", body = SessionResponse),
+        (status = 200, description = "Password login: session started", body = TokenResponse),
         (status = 202, description = "Code login: identical for every address", body = MessageResponse),
         (status = 401, description = "invalid_credentials, for every wrong combination", body = ErrorBody),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
@@ -221,7 +225,7 @@ pub async fn login(
                 .accounts
                 .login_with_password(email, password, client)
                 .await?;
-            Ok(Json(SessionResponse::from(session)).into_response())
+            Ok(Json(TokenResponse::from(session)).into_response())
         }
         None => {
             state.accounts.request_login_code(email).await?;
@@ -237,7 +241,7 @@ pub async fn login(
 /// Exchange an e-mailed login code for a session.
 #[utoipa::path(post, path = "/api/auth/verify-login", tag = "auth", request_body = VerifyCodeRequest,
     responses(
-        (status = 200, description = "Session started", body = SessionResponse),
+        (status = 200, description = "Session started", body = TokenResponse),
         (status = 400, description = "invalid_code or malformed_json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
@@ -246,7 +250,7 @@ pub async fn verify_login(
     State(state): State<AppState>,
     client: ClientInfo,
     JsonBody(body): JsonBody<VerifyCodeRequest>,
-) -> Result<Json<SessionResponse>, ApiError> {
+) -> Result<Json<TokenResponse>, ApiError> {
     let (email, code) = (email(&body.email)?, code(&body.verification_code)?);
     let session = state.accounts.verify_login(email, code, client).await?;
     Ok(Json(session.into()))
@@ -274,32 +278,13 @@ pub async fn resend_code(
     ))
 }
 
-/// The account behind the bearer token.
+/// The account behind the access token.
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = UserView),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or its session has ended", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]
-pub async fn me(
-    State(state): State<AppState>,
-    BearerToken(token): BearerToken,
-) -> Result<Json<UserView>, ApiError> {
-    let caller = state.accounts.authenticate(&token).await?;
-    Ok(Json(caller.user.into()))
-}
-
-/// End the session behind the bearer token.
-#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses(
-        (status = 204, description = "Session ended"),
-        (status = 401, description = "Missing, invalid, expired or already revoked token", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
-    ))]
-pub async fn logout(
-    State(state): State<AppState>,
-    BearerToken(token): BearerToken,
-) -> Result<StatusCode, ApiError> {
-    state.accounts.logout(&token).await?;
-    Ok(StatusCode::NO_CONTENT)
+pub async fn me(caller: Authenticated) -> Json<UserView> {
+    Json(caller.user.into())
 }

@@ -1,4 +1,5 @@
-//! Extractors: JSON bodies with our error mapping, bearer tokens, and the client's identity.
+//! Extractors: JSON bodies with our error mapping, the authenticated caller, and the client's
+//! identity.
 
 use std::net::SocketAddr;
 
@@ -6,8 +7,8 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 
-use crate::accounts::ClientInfo;
-use crate::domain::SessionToken;
+use super::AppState;
+use crate::accounts::{Authenticated, ClientInfo};
 use crate::error::ApiError;
 
 /// `axum::Json` whose rejections become our JSON errors (400/413/415/422).
@@ -15,28 +16,28 @@ use crate::error::ApiError;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct JsonBody<T>(pub T);
 
-/// The session token from `Authorization: Bearer …`; anything else is a 401.
-#[derive(Debug)]
-pub struct BearerToken(pub SessionToken);
-
-impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+/// The access token from `Authorization: Bearer …`, verified, with its live session and
+/// active owner; anything else is a 401.
+impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        let (scheme, token) = value.split_once(' ').ok_or_else(ApiError::unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized());
-        }
-        SessionToken::parse(token.trim())
-            .map(Self)
-            .ok_or_else(ApiError::unauthorized)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        Ok(state.accounts.authenticate(token).await?)
     }
 }
+
+/// The bearer credential of the request, if it has a plausible one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= MAX_TOKEN_LEN)
+        .then_some(token)
+}
+
+/// Longer than any token we issue; a bigger header is not worth parsing.
+const MAX_TOKEN_LEN: usize = 4096;
 
 /// The one place the client's address is resolved. Today: the TCP peer. Behind the ALB this
 /// becomes the right-most untrusted `X-Forwarded-For` entry (the left-most is client-written).

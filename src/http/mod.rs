@@ -4,6 +4,8 @@ pub mod auth;
 pub mod extract;
 pub mod health;
 mod openapi;
+pub mod sessions;
+pub mod wellknown;
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -30,6 +32,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     /// The use cases.
     pub accounts: Accounts,
+    /// `iss` of our tokens, base of the discovery URLs.
+    pub issuer: String,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -49,7 +53,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/verify-login", post(auth::verify_login))
         .route("/api/auth/resend-code", post(auth::resend_code))
         .route("/api/auth/me", get(auth::me))
-        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/refresh", post(sessions::refresh))
+        .route("/api/auth/logout", post(sessions::logout))
+        .route("/api/auth/logout-all", post(sessions::logout_all))
+        .route("/api/auth/sessions", get(sessions::list))
+        .route("/api/auth/sessions/{id}", delete(sessions::revoke))
+        .route("/api/auth/introspect", post(sessions::introspect))
+        .route("/.well-known/jwks.json", get(wellknown::jwks))
+        .route("/.well-known/openid-configuration", get(wellknown::openid_configuration))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -4,20 +4,27 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, health};
+use super::{auth, health, sessions, wellknown};
 use crate::error::{ErrorBody, ErrorDetail};
 
 /// The service's API description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "aidlc-auth", description = "Registration, e-mailed one-time codes, password and code login, sessions."),
+    info(title = "aidlc-auth", description = "Registration, e-mailed one-time codes, password and code login, sessions and verifiable access tokens."),
     paths(
         auth::register, auth::verify_registration, auth::login, auth::verify_login,
-        auth::resend_code, auth::me, auth::logout, health::live, health::ready,
+        auth::resend_code, auth::me, sessions::refresh, sessions::logout, sessions::logout_all,
+        sessions::list, sessions::revoke, sessions::introspect, wellknown::jwks,
+        wellknown::openid_configuration, health::live, health::ready,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "auth", description = "Accounts and sessions"), (name = "health", description = "Probes")),
+    tags(
+        (name = "auth", description = "Registration and login"),
+        (name = "sessions", description = "Token refresh, logout, session management, introspection"),
+        (name = "discovery", description = "Signing keys and provider metadata"),
+        (name = "health", description = "Probes"),
+    ),
 )]
 pub struct ApiDoc;
 

@@ -1,7 +1,7 @@
 //! Storage behind small traits, one implementation per backend, chosen once at start-up.
 //!
-//! Users always live in SQL. Codes and sessions live in Redis when `REDIS_URL` is set and in
-//! the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
+//! Users, sessions, refresh tokens and signing keys always live in SQL. Codes and cooldowns
+//! live in Redis when `REDIS_URL` is set and in the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
 mod postgres;
@@ -142,34 +142,123 @@ pub trait CodeStore: Send + Sync {
     async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()>;
 }
 
-/// A logged-in session as stored (keyed by the digest of its token).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A login session: one refresh-token family, kept in SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// Its id.
+    /// Its id (the `sid` claim of its access tokens).
     pub id: Uuid,
     /// Whose session it is.
     pub user_id: Uuid,
     /// When it started.
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// When it ends regardless of use.
-    #[serde(with = "time::serde::rfc3339")]
+    /// When it ends regardless of use (absolute lifetime).
     pub expires_at: OffsetDateTime,
+    /// Last login or refresh.
+    pub last_used_at: OffsetDateTime,
     /// The client's User-Agent at login.
     pub user_agent: Option<String>,
     /// The client's address at login.
     pub ip: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// Sessions, keyed by the SHA-256 digest of their bearer token.
+impl Session {
+    /// Not revoked, within its absolute lifetime, and (with an idle timeout) used recently.
+    pub fn is_live(&self, now: OffsetDateTime, idle_timeout: Option<Duration>) -> bool {
+        self.revoked_at.is_none()
+            && self.expires_at > now
+            && idle_timeout.is_none_or(|idle| self.last_used_at + idle > now)
+    }
+}
+
+/// How refresh-token reuse is judged.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRules {
+    /// How long the immediate predecessor of the current token still yields the current one.
+    pub grace: Duration,
+    /// Sessions unused for this long are dead.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was the current token: it is now used and the successor is current.
+    Rotated(Session),
+    /// It was the immediate predecessor, used within the grace window: the successor (already
+    /// current, not yet used) is handed out again. Nothing changed.
+    Replayed(Session),
+    /// It had been used before, outside the grace window or not the immediate predecessor:
+    /// the whole session is now revoked.
+    ReuseDetected,
+    /// Unknown token, or its session is revoked, expired or idle.
+    Invalid,
+}
+
+/// Sessions and their refresh tokens (stored as SHA-256 digests), always in SQL.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores a new session.
-    async fn create(&self, token_digest: &str, session: &Session) -> StoreResult<()>;
-    /// The live session for the digest at `now`, if any.
-    async fn find(&self, token_digest: &str, now: OffsetDateTime) -> StoreResult<Option<Session>>;
-    /// Ends the session; false if there was none.
-    async fn revoke(&self, token_digest: &str) -> StoreResult<bool>;
+    /// Stores a new session with its first refresh token (generation 0).
+    async fn create(&self, session: &Session, refresh_digest: &str) -> StoreResult<()>;
+    /// The session with `id`, revoked or not.
+    async fn find(&self, id: Uuid) -> StoreResult<Option<Session>>;
+    /// Exchanges the refresh token with digest `presented` for `successor` (the digest the
+    /// caller derived from the presented token), atomically: of concurrent exchanges of one
+    /// token, one rotates and the others see `Replayed` (within the grace window) or
+    /// `ReuseDetected`.
+    async fn rotate(
+        &self,
+        presented: &str,
+        successor: &str,
+        now: OffsetDateTime,
+        rules: RefreshRules,
+    ) -> StoreResult<Rotation>;
+    /// The user's sessions that are not revoked and not past their absolute lifetime.
+    async fn list(&self, user_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<Session>>;
+    /// Revokes one of the user's sessions; false if it is not theirs or already revoked.
+    async fn revoke(&self, id: Uuid, user_id: Uuid, now: OffsetDateTime, reason: &str) -> StoreResult<bool>;
+    /// Revokes every live session of the user except `keep`; returns how many.
+    async fn revoke_all(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: OffsetDateTime,
+        reason: &str,
+    ) -> StoreResult<u64>;
+}
+
+/// An access-token signing key as stored.
+#[derive(Clone)]
+pub struct StoredKey {
+    /// Key id (the JWT `kid`).
+    pub kid: String,
+    /// PKCS#8 DER of the Ed25519 private key.
+    pub private_key: Vec<u8>,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+    /// When it stopped signing, if it has.
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signing keys shared by every instance.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Keys that are current or retired after `retired_after`, newest first.
+    async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>>;
+    /// Makes `new` the current key, retiring `current` (None: only if there is no current key
+    /// yet). False when another instance got there first: reload and use theirs.
+    async fn rotate(&self, current: Option<&str>, new: &StoredKey, now: OffsetDateTime) -> StoreResult<bool>;
 }
 
 /// Server-side secrets generated once and shared by every instance (code-hash key; later
@@ -196,8 +285,13 @@ pub trait Ping: Send + Sync {
 /// Expired-row clean-up for backends without their own expiry.
 #[async_trait]
 pub trait Sweep: Send + Sync {
-    /// Deletes codes, cooldowns and sessions that expired before `now`; returns rows removed.
-    async fn sweep_expired(&self, now: OffsetDateTime) -> StoreResult<u64>;
+    /// Deletes codes, cooldowns and sessions that expired before `now`, and signing keys retired
+    /// before `keys_retired_before`; returns rows removed.
+    async fn sweep_expired(
+        &self,
+        now: OffsetDateTime,
+        keys_retired_before: OffsetDateTime,
+    ) -> StoreResult<u64>;
 }
 
 /// Every store the service uses, chosen once from the settings.
@@ -207,7 +301,7 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     /// One-time codes (Redis or SQL).
     pub codes: Arc<dyn CodeStore>,
-    /// Sessions (Redis or SQL).
+    /// Sessions and refresh tokens (SQL, whatever the cache).
     pub sessions: Arc<dyn SessionStore>,
     /// Shared server secrets (SQL).
     pub secrets: Arc<dyn SecretStore>,
@@ -215,6 +309,8 @@ pub struct Stores {
     pub database: Arc<dyn Ping>,
     /// Redis, when configured, for readiness.
     pub redis: Option<Arc<dyn Ping>>,
+    /// Access-token signing keys (SQL).
+    pub keys: Arc<dyn KeyStore>,
     /// The SQL clean-up job.
     pub sweeper: Arc<dyn Sweep>,
 }
@@ -231,6 +327,7 @@ impl Stores {
             secrets: sql.secrets,
             database: sql.ping,
             redis: None,
+            keys: sql.keys,
             sweeper: sql.sweeper,
         };
         if let Some(url) = &settings.redis_url {
@@ -238,7 +335,6 @@ impl Stores {
                 redis::RedisStore::connect(url, &settings.redis_key_prefix, timeout).await?,
             );
             stores.codes = redis.clone();
-            stores.sessions = redis.clone();
             stores.redis = Some(redis);
         }
         Ok(stores)

@@ -1,4 +1,4 @@
-//! Redis for codes and sessions: atomic scripts, expiry by the server (`PX`), and the logical
+//! Redis for codes and resend cooldowns: atomic scripts, expiry by the server (`PX`), and the logical
 //! expiry checked against the service's `Clock` so tests and servers agree on "expired".
 
 use std::time::Duration;
@@ -12,13 +12,12 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::{
-    CodeCheck, CodeStore, Cooldown, Ping, Session, SessionStore, StoreError, StoreResult,
-    StoredCode, bounded,
+    CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded,
 };
 use crate::config::redact_url;
 use crate::domain::{CodePurpose, EmailAddress};
 
-/// Codes and sessions in Redis.
+/// Codes and cooldowns in Redis.
 pub(crate) struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
@@ -109,10 +108,6 @@ impl RedisStore {
             purpose.as_str(),
             crate::domain::hex(&digest)
         )
-    }
-
-    fn session_key(&self, token_digest: &str) -> String {
-        format!("{}session:{token_digest}", self.prefix)
     }
 }
 
@@ -206,46 +201,6 @@ impl CodeStore for RedisStore {
             conn.del::<_, ()>(&key).await
         })
         .await
-    }
-}
-
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn create(&self, token_digest: &str, session: &Session) -> StoreResult<()> {
-        let key = self.session_key(token_digest);
-        let value = serde_json::to_string(session)
-            .context("encoding session")
-            .map_err(StoreError::Corrupt)?;
-        let ttl = millis_until(session.expires_at, session.created_at);
-        let mut conn = self.conn.clone();
-        bounded(self.timeout, "creating session in Redis", async {
-            conn.pset_ex::<_, _, ()>(&key, value, ttl).await
-        })
-        .await
-    }
-
-    async fn find(&self, token_digest: &str, now: OffsetDateTime) -> StoreResult<Option<Session>> {
-        let key = self.session_key(token_digest);
-        let mut conn = self.conn.clone();
-        let value: Option<String> = bounded(self.timeout, "finding session in Redis", async {
-            conn.get(&key).await
-        })
-        .await?;
-        let Some(value) = value else { return Ok(None) };
-        let session: Session = serde_json::from_str(&value)
-            .context("decoding session")
-            .map_err(StoreError::Corrupt)?;
-        Ok((session.expires_at > now).then_some(session))
-    }
-
-    async fn revoke(&self, token_digest: &str) -> StoreResult<bool> {
-        let key = self.session_key(token_digest);
-        let mut conn = self.conn.clone();
-        let removed: u64 = bounded(self.timeout, "revoking session in Redis", async {
-            conn.del(&key).await
-        })
-        .await?;
-        Ok(removed > 0)
     }
 }
 

@@ -3,6 +3,7 @@
 //! (sqlx's SQLite driver accepts `$n` placeholders, so the text is the same).
 
 mod codes;
+mod keys;
 mod sessions;
 mod users;
 
@@ -17,7 +18,7 @@ use sqlx::{Database, Decode, Encode, Pool, Postgres, Sqlite, Type};
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{CodeStore, Ping, SecretStore, SessionStore, StoreResult, Sweep, UserStore, bounded};
+use super::{CodeStore, KeyStore, Ping, SecretStore, SessionStore, StoreResult, Sweep, UserStore, bounded};
 use crate::config::Settings;
 
 /// The SQL implementation of every store, over one pool.
@@ -33,13 +34,14 @@ pub(crate) struct SqlHandles {
     pub sessions: Arc<dyn SessionStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub ping: Arc<dyn Ping>,
+    pub keys: Arc<dyn KeyStore>,
     pub sweeper: Arc<dyn Sweep>,
 }
 
 impl SqlHandles {
     fn from_store<S>(store: S) -> Self
     where
-        S: UserStore + CodeStore + SessionStore + SecretStore + Ping + Sweep + 'static,
+        S: UserStore + CodeStore + SessionStore + SecretStore + KeyStore + Ping + Sweep + 'static,
     {
         let store = Arc::new(store);
         Self {
@@ -48,6 +50,7 @@ impl SqlHandles {
             sessions: store.clone(),
             secrets: store.clone(),
             ping: store.clone(),
+            keys: store.clone(),
             sweeper: store,
         }
     }
@@ -134,6 +137,7 @@ const FIND_SECRET: &str = "SELECT value FROM server_secrets WHERE name = $1";
 const SWEEP_CODES: &str = "DELETE FROM verification_codes WHERE expires_at <= $1";
 const SWEEP_COOLDOWNS: &str = "DELETE FROM code_cooldowns WHERE until <= $1";
 const SWEEP_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
+const SWEEP_KEYS: &str = "DELETE FROM signing_keys WHERE retired_at <= $1";
 
 /// Time left from `now` until `until`, zero if past.
 pub(crate) fn remaining(until: OffsetDateTime, now: OffsetDateTime) -> Duration {
@@ -179,12 +183,21 @@ macro_rules! impl_sql_misc {
 
         #[async_trait]
         impl Sweep for SqlStore<$db> {
-            async fn sweep_expired(&self, now: OffsetDateTime) -> StoreResult<u64> {
+            async fn sweep_expired(
+                &self,
+                now: OffsetDateTime,
+                keys_retired_before: OffsetDateTime,
+            ) -> StoreResult<u64> {
                 let mut removed = 0;
-                for statement in [SWEEP_CODES, SWEEP_COOLDOWNS, SWEEP_SESSIONS] {
+                for (statement, cutoff) in [
+                    (SWEEP_CODES, now),
+                    (SWEEP_COOLDOWNS, now),
+                    (SWEEP_SESSIONS, now),
+                    (SWEEP_KEYS, keys_retired_before),
+                ] {
                     let result = bounded(self.timeout, "sweeping expired rows", async {
                         sqlx::query(statement)
-                            .bind(DbTime(now))
+                            .bind(DbTime(cutoff))
                             .execute(&self.pool)
                             .await
                     })

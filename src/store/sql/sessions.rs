@@ -1,11 +1,11 @@
-//! Sessions in SQL.
+//! Sessions and refresh-token families in SQL.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DbTime, SqlStore};
-use crate::store::{Session, SessionStore, StoreResult, bounded};
+use crate::store::{RefreshRules, Rotation, Session, SessionStore, StoreResult, bounded};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -13,8 +13,10 @@ struct SessionRow {
     user_id: Uuid,
     created_at: DbTime,
     expires_at: DbTime,
+    last_used_at: DbTime,
     user_agent: Option<String>,
     ip: Option<String>,
+    revoked_at: Option<DbTime>,
 }
 
 impl From<SessionRow> for Session {
@@ -24,48 +26,73 @@ impl From<SessionRow> for Session {
             user_id: row.user_id,
             created_at: row.created_at.0,
             expires_at: row.expires_at.0,
+            last_used_at: row.last_used_at.0,
             user_agent: row.user_agent,
             ip: row.ip,
+            revoked_at: row.revoked_at.map(|t| t.0),
         }
     }
 }
 
-const INSERT_SESSION: &str = "INSERT INTO sessions (id, token_hash, user_id, created_at, \
-     expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const FIND_SESSION: &str = "SELECT id, user_id, created_at, expires_at, user_agent, ip \
-     FROM sessions WHERE token_hash = $1 AND expires_at > $2";
-const REVOKE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, expires_at, \
+     last_used_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, session_id, generation, \
+     created_at) VALUES ($1, $2, $3, $4)";
+const FIND_SESSION: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
+     user_agent, ip, revoked_at FROM sessions WHERE id = $1";
+// A write first: SQLite then takes its write lock at once (waiting politely for another
+// writer) instead of failing a read-to-write upgrade; in PostgreSQL the row lock makes a
+// concurrent exchange of the same token wait and then find it used.
+const CLAIM_REFRESH: &str = "UPDATE refresh_tokens SET used_at = $2 \
+     WHERE token_hash = $1 AND used_at IS NULL RETURNING session_id, generation";
+const FIND_REFRESH: &str =
+    "SELECT session_id, generation, used_at FROM refresh_tokens WHERE token_hash = $1";
+const FIND_GENERATION: &str =
+    "SELECT token_hash, used_at FROM refresh_tokens WHERE session_id = $1 AND generation = $2";
+const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = $2 WHERE id = $1";
+const REVOKE_FAMILY: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
+     WHERE id = $1 AND revoked_at IS NULL";
+const REVOKE_OWN: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
+     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+const LIST_SESSIONS: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
+     user_agent, ip, revoked_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+     AND expires_at > $2 ORDER BY created_at DESC";
+const REVOKE_ALL: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
+     WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4";
 
 macro_rules! impl_session_store {
     ($db:ty) => {
         #[async_trait]
         impl SessionStore for SqlStore<$db> {
-            async fn create(&self, token_digest: &str, session: &Session) -> StoreResult<()> {
+            async fn create(&self, session: &Session, refresh_digest: &str) -> StoreResult<()> {
                 bounded(self.timeout, "creating session", async {
+                    let mut tx = self.pool.begin().await?;
                     sqlx::query(INSERT_SESSION)
                         .bind(session.id)
-                        .bind(token_digest)
                         .bind(session.user_id)
                         .bind(DbTime(session.created_at))
                         .bind(DbTime(session.expires_at))
+                        .bind(DbTime(session.last_used_at))
                         .bind(session.user_agent.as_deref())
                         .bind(session.ip.as_deref())
-                        .execute(&self.pool)
-                        .await
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(INSERT_REFRESH)
+                        .bind(refresh_digest)
+                        .bind(session.id)
+                        .bind(0_i32)
+                        .bind(DbTime(session.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
                 })
                 .await
-                .map(drop)
             }
 
-            async fn find(
-                &self,
-                token_digest: &str,
-                now: OffsetDateTime,
-            ) -> StoreResult<Option<Session>> {
+            async fn find(&self, id: Uuid) -> StoreResult<Option<Session>> {
                 let row = bounded(self.timeout, "finding session", async {
                     sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                        .bind(token_digest)
-                        .bind(DbTime(now))
+                        .bind(id)
                         .fetch_optional(&self.pool)
                         .await
                 })
@@ -73,15 +100,137 @@ macro_rules! impl_session_store {
                 Ok(row.map(Session::from))
             }
 
-            async fn revoke(&self, token_digest: &str) -> StoreResult<bool> {
+            async fn rotate(
+                &self,
+                presented: &str,
+                successor: &str,
+                now: OffsetDateTime,
+                rules: RefreshRules,
+            ) -> StoreResult<Rotation> {
+                bounded(self.timeout, "rotating refresh token", async {
+                    let mut tx = self.pool.begin().await?;
+                    let claimed: Option<(Uuid, i32)> = sqlx::query_as(CLAIM_REFRESH)
+                        .bind(presented)
+                        .bind(DbTime(now))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some((session_id, generation)) = claimed {
+                        let session = sqlx::query_as::<_, SessionRow>(FIND_SESSION)
+                            .bind(session_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .map(Session::from);
+                        let Some(session) = session.filter(|s| s.is_live(now, rules.idle_timeout))
+                        else {
+                            tx.rollback().await?;
+                            return Ok(Rotation::Invalid);
+                        };
+                        sqlx::query(INSERT_REFRESH)
+                            .bind(successor)
+                            .bind(session_id)
+                            .bind(generation + 1)
+                            .bind(DbTime(now))
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(TOUCH_SESSION)
+                            .bind(session_id)
+                            .bind(DbTime(now))
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        return Ok(Rotation::Rotated(Session { last_used_at: now, ..session }));
+                    }
+                    tx.rollback().await?;
+
+                    // Not the current token: unknown, a replay within the grace window, or reuse.
+                    let used: Option<(Uuid, i32, Option<DbTime>)> = sqlx::query_as(FIND_REFRESH)
+                        .bind(presented)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let Some((session_id, generation, used_at)) = used else {
+                        return Ok(Rotation::Invalid);
+                    };
+                    let session = sqlx::query_as::<_, SessionRow>(FIND_SESSION)
+                        .bind(session_id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Session::from);
+                    let Some(session) = session.filter(|s| s.is_live(now, rules.idle_timeout))
+                    else {
+                        return Ok(Rotation::Invalid);
+                    };
+                    let next: Option<(String, Option<DbTime>)> = sqlx::query_as(FIND_GENERATION)
+                        .bind(session_id)
+                        .bind(generation + 1)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let within_grace = used_at.is_some_and(|t| now - t.0 <= rules.grace);
+                    let successor_is_current =
+                        next.is_some_and(|(hash, used)| hash == successor && used.is_none());
+                    if within_grace && successor_is_current {
+                        return Ok(Rotation::Replayed(session));
+                    }
+                    sqlx::query(REVOKE_FAMILY)
+                        .bind(session_id)
+                        .bind(DbTime(now))
+                        .bind("refresh_token_reuse")
+                        .execute(&self.pool)
+                        .await?;
+                    Ok::<_, sqlx::Error>(Rotation::ReuseDetected)
+                })
+                .await
+            }
+
+            async fn list(&self, user_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<Session>> {
+                let rows = bounded(self.timeout, "listing sessions", async {
+                    sqlx::query_as::<_, SessionRow>(LIST_SESSIONS)
+                        .bind(user_id)
+                        .bind(DbTime(now))
+                        .fetch_all(&self.pool)
+                        .await
+                })
+                .await?;
+                Ok(rows.into_iter().map(Session::from).collect())
+            }
+
+            async fn revoke(
+                &self,
+                id: Uuid,
+                user_id: Uuid,
+                now: OffsetDateTime,
+                reason: &str,
+            ) -> StoreResult<bool> {
                 let result = bounded(self.timeout, "revoking session", async {
-                    sqlx::query(REVOKE_SESSION)
-                        .bind(token_digest)
+                    sqlx::query(REVOKE_OWN)
+                        .bind(id)
+                        .bind(user_id)
+                        .bind(DbTime(now))
+                        .bind(reason)
                         .execute(&self.pool)
                         .await
                 })
                 .await?;
-                Ok(result.rows_affected() > 0)
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn revoke_all(
+                &self,
+                user_id: Uuid,
+                keep: Option<Uuid>,
+                now: OffsetDateTime,
+                reason: &str,
+            ) -> StoreResult<u64> {
+                let result = bounded(self.timeout, "revoking sessions", async {
+                    sqlx::query(REVOKE_ALL)
+                        .bind(user_id)
+                        .bind(DbTime(now))
+                        .bind(reason)
+                        .bind(keep.unwrap_or(Uuid::nil()))
+                        .execute(&self.pool)
+                        .await
+                })
+                .await?;
+                Ok(result.rows_affected())
             }
         }
     };

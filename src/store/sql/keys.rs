@@ -1,0 +1,88 @@
+//! Access-token signing keys in SQL, shared by every instance.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{DbTime, SqlStore};
+use crate::store::{KeyStore, StoreResult, StoredKey, bounded};
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    private_key: Vec<u8>,
+    created_at: DbTime,
+    retired_at: Option<DbTime>,
+}
+
+const PUBLISHED_KEYS: &str = "SELECT kid, private_key, created_at, retired_at FROM signing_keys \
+     WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid";
+const RETIRE_CURRENT: &str =
+    "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL";
+// The partial unique index allows one current key: a second instance racing to create the
+// first key inserts nothing.
+const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, private_key, created_at) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+macro_rules! impl_key_store {
+    ($db:ty) => {
+        #[async_trait]
+        impl KeyStore for SqlStore<$db> {
+            async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>> {
+                let rows = bounded(self.timeout, "loading signing keys", async {
+                    sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
+                        .bind(DbTime(retired_after))
+                        .fetch_all(&self.pool)
+                        .await
+                })
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| StoredKey {
+                        kid: r.kid,
+                        private_key: r.private_key,
+                        created_at: r.created_at.0,
+                        retired_at: r.retired_at.map(|t| t.0),
+                    })
+                    .collect())
+            }
+
+            async fn rotate(
+                &self,
+                current: Option<&str>,
+                new: &StoredKey,
+                now: OffsetDateTime,
+            ) -> StoreResult<bool> {
+                bounded(self.timeout, "rotating signing key", async {
+                    let mut tx = self.pool.begin().await?;
+                    if let Some(current) = current {
+                        let retired = sqlx::query(RETIRE_CURRENT)
+                            .bind(current)
+                            .bind(DbTime(now))
+                            .execute(&mut *tx)
+                            .await?;
+                        if retired.rows_affected() != 1 {
+                            tx.rollback().await?;
+                            return Ok(false);
+                        }
+                    }
+                    let inserted = sqlx::query(INSERT_KEY)
+                        .bind(new.kid.as_str())
+                        .bind(new.private_key.as_slice())
+                        .bind(DbTime(new.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    if inserted.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(true)
+                })
+                .await
+            }
+        }
+    };
+}
+
+impl_key_store!(sqlx::Postgres);
+impl_key_store!(sqlx::Sqlite);

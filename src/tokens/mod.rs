@@ -1,0 +1,10 @@
+//! Access tokens other services can verify: Ed25519-signed JWTs (RFC 9068), the keys that sign
+//! them, and the key ring every instance shares through the database.
+
+pub mod access;
+pub mod keys;
+pub mod keyring;
+
+pub use access::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, TokenError};
+pub use keyring::{KeyRing, KeyRingConfig, rotate_now};
+pub use keys::{Jwk, Jwks, SigningKey};
