@@ -121,7 +121,7 @@ impl From<AccountError> for ApiError {
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "service_unavailable",
-                    "the service is temporarily unavailable; nothing was changed, please retry",
+                    "the service is temporarily unavailable; please retry",
                 )
             },
             AccountError::Unexpected(cause) => Self {
@@ -198,10 +198,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(left) = self.retry_after {
-            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(whole_seconds_up(left)),
+            );
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -215,4 +215,9 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Seconds to wait, rounded up so that waiting that long is always enough; at least 1.
+fn whole_seconds_up(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }

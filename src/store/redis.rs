@@ -48,8 +48,8 @@ return 0
 // KEYS[1] cooldown key; ARGV: now (µs), until (µs), ttl (ms).
 // Returns -1 when the cooldown started, else the running cooldown's end (µs).
 const COOLDOWN_SCRIPT: &str = r"
-local until = redis.call('GET', KEYS[1])
-if until and tonumber(until) > tonumber(ARGV[1]) then return tonumber(until) end
+local ends = redis.call('GET', KEYS[1])
+if ends and tonumber(ends) > tonumber(ARGV[1]) then return tonumber(ends) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return -1
 ";

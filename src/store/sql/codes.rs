@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::{DbTime, SqlStore, remaining};
@@ -13,13 +14,15 @@ const PUT_CODE: &str = "INSERT INTO verification_codes (email, purpose, code_has
      expires_at, created_at) VALUES ($1, $2, $3, 0, $4, $5) \
      ON CONFLICT (email, purpose) DO UPDATE SET code_hash = excluded.code_hash, attempts = 0, \
      expires_at = excluded.expires_at, created_at = excluded.created_at";
-// One statement decides the winner: of concurrent correct tries, exactly one deletes the row.
+// Every try is counted before it is judged, in one statement, so parallel guesses cannot
+// exceed the limit: the row lock (PostgreSQL) or the write lock (SQLite) orders them.
+const CLAIM_TRY: &str = "UPDATE verification_codes SET attempts = attempts + 1 \
+     WHERE email = $1 AND purpose = $2 AND expires_at > $3 AND attempts < $4 \
+     RETURNING code_hash, attempts";
+// Of concurrent correct tries, exactly one deletes the row.
 const CONSUME_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 AND purpose = $2 \
-     AND code_hash = $3 AND expires_at > $4 AND attempts < $5 RETURNING email";
-const COUNT_WRONG_TRY: &str = "UPDATE verification_codes SET attempts = attempts + 1 \
-     WHERE email = $1 AND purpose = $2";
-const DELETE_EXHAUSTED_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 \
-     AND purpose = $2 AND (attempts >= $3 OR expires_at <= $4)";
+     AND code_hash = $3 RETURNING email";
+const DELETE_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 AND purpose = $2";
 const START_COOLDOWN: &str = "INSERT INTO code_cooldowns (email, purpose, until) \
      VALUES ($1, $2, $3) ON CONFLICT (email, purpose) DO UPDATE SET until = excluded.until \
      WHERE code_cooldowns.until <= $4 RETURNING until";
@@ -60,29 +63,36 @@ macro_rules! impl_code_store {
             ) -> StoreResult<CodeCheck> {
                 let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
                 bounded(self.timeout, "checking code", async {
-                    let consumed = sqlx::query(CONSUME_CODE)
+                    let claimed: Option<(String, i32)> = sqlx::query_as(CLAIM_TRY)
                         .bind(email.as_str())
                         .bind(purpose.as_str())
-                        .bind(hash)
                         .bind(DbTime(now))
                         .bind(max)
                         .fetch_optional(&self.pool)
                         .await?;
-                    if consumed.is_some() {
-                        return Ok(CodeCheck::Accepted);
+                    let Some((stored, attempts)) = claimed else {
+                        return Ok(CodeCheck::Rejected);
+                    };
+                    if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+                        let consumed = sqlx::query(CONSUME_CODE)
+                            .bind(email.as_str())
+                            .bind(purpose.as_str())
+                            .bind(hash)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        return Ok(if consumed.is_some() {
+                            CodeCheck::Accepted
+                        } else {
+                            CodeCheck::Rejected
+                        });
                     }
-                    sqlx::query(COUNT_WRONG_TRY)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .execute(&self.pool)
-                        .await?;
-                    sqlx::query(DELETE_EXHAUSTED_CODE)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .bind(max)
-                        .bind(DbTime(now))
-                        .execute(&self.pool)
-                        .await?;
+                    if attempts >= max {
+                        sqlx::query(DELETE_CODE)
+                            .bind(email.as_str())
+                            .bind(purpose.as_str())
+                            .execute(&self.pool)
+                            .await?;
+                    }
                     Ok::<_, sqlx::Error>(CodeCheck::Rejected)
                 })
                 .await

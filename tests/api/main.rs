@@ -1,0 +1,11 @@
+mod bad_input;
+mod cooldown;
+mod durability;
+mod health;
+mod helpers;
+mod login;
+mod openapi;
+mod outages;
+mod registration;
+mod sessions;
+mod verification;
