@@ -65,7 +65,9 @@ impl App {
             .await
             .context("preparing the password hasher")??;
         let keyring_config = key_ring_config(&settings);
-        let tokens = Arc::new(KeyRing::load(stores.keys.clone(), clock.clone(), keyring_config.clone()).await?);
+        let tokens = Arc::new(
+            KeyRing::load(stores.keys.clone(), clock.clone(), keyring_config.clone()).await?,
+        );
 
         let accounts = Accounts::new(Deps {
             stores: stores.clone(),
@@ -77,7 +79,10 @@ impl App {
             refresh_key,
             policy: Policy::from_settings(&settings),
         });
-        let state = AppState { accounts, issuer: settings.jwt_issuer.clone() };
+        let state = AppState {
+            accounts,
+            issuer: settings.jwt_issuer.clone(),
+        };
         let router = http::router(state);
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
@@ -124,7 +129,12 @@ impl App {
 
 /// Deletes expired SQL codes, cooldowns, sessions and signing keys no longer published
 /// (Redis expires its own keys).
-async fn sweep_forever(stores: Stores, clock: Arc<dyn Clock>, every: Duration, key_window: Duration) {
+async fn sweep_forever(
+    stores: Stores,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    key_window: Duration,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -167,5 +177,10 @@ pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
 /// tokens it signed have expired. Returns the new key id.
 pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<String> {
     let stores = Stores::connect(settings).await?;
-    crate::tokens::rotate_now(stores.keys.as_ref(), &SystemClock, &key_ring_config(settings)).await
+    crate::tokens::rotate_now(
+        stores.keys.as_ref(),
+        &SystemClock,
+        &key_ring_config(settings),
+    )
+    .await
 }

@@ -273,7 +273,11 @@ impl Settings {
                 .map(|v| v.trim_end_matches('/').to_owned())
                 .unwrap_or(d.jwt_issuer),
             jwt_audience: get("AIDLC_JWT_AUDIENCE").unwrap_or(d.jwt_audience),
-            access_token_ttl: seconds_or(&vars, "AIDLC_ACCESS_TOKEN_TTL_SECONDS", d.access_token_ttl)?,
+            access_token_ttl: seconds_or(
+                &vars,
+                "AIDLC_ACCESS_TOKEN_TTL_SECONDS",
+                d.access_token_ttl,
+            )?,
             refresh_grace: seconds_or(&vars, "AIDLC_REFRESH_GRACE_SECONDS", d.refresh_grace)?,
             session_idle_timeout: optional_seconds(
                 &vars,
@@ -285,7 +289,11 @@ impl Settings {
                 "AIDLC_KEY_ROTATION_SECONDS",
                 d.key_rotation_interval,
             )?,
-            key_reload_interval: seconds_or(&vars, "AIDLC_KEY_RELOAD_SECONDS", d.key_reload_interval)?,
+            key_reload_interval: seconds_or(
+                &vars,
+                "AIDLC_KEY_RELOAD_SECONDS",
+                d.key_reload_interval,
+            )?,
         };
         settings.validate()?;
         Ok(settings)
@@ -305,10 +313,14 @@ impl Settings {
     /// The rules that span several settings, including the deployed-environment refusal.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.access_token_ttl.is_zero() {
-            return Err(ConfigError("AIDLC_ACCESS_TOKEN_TTL_SECONDS must be positive".into()));
+            return Err(ConfigError(
+                "AIDLC_ACCESS_TOKEN_TTL_SECONDS must be positive".into(),
+            ));
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
-            return Err(ConfigError("AIDLC_JWT_ISSUER and AIDLC_JWT_AUDIENCE must not be empty".into()));
+            return Err(ConfigError(
+                "AIDLC_JWT_ISSUER and AIDLC_JWT_AUDIENCE must not be empty".into(),
+            ));
         }
         if self.code_ttl.is_zero() || self.session_ttl.is_zero() {
             return Err(ConfigError(

@@ -102,9 +102,11 @@ impl From<AccountError> for ApiError {
                 "invalid_refresh_token",
                 "the refresh token is invalid, expired or revoked; log in again",
             ),
-            AccountError::SessionNotFound => {
-                Self::new(StatusCode::NOT_FOUND, "session_not_found", "no such session")
-            }
+            AccountError::SessionNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "session_not_found",
+                "no such session",
+            ),
             AccountError::Cooldown(left) => Self {
                 retry_after: Some(left),
                 ..Self::new(

@@ -61,7 +61,9 @@ async fn main() -> ExitCode {
     }
     let result = match command {
         Command::Migrate => store::migrate(&settings).await,
-        Command::Keys { action: KeysAction::Rotate } => app::rotate_signing_key(&settings)
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => app::rotate_signing_key(&settings)
             .await
             .map(|kid| println!("new signing key: {kid}")),
         Command::Serve | Command::Healthcheck => serve(settings).await,

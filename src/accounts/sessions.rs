@@ -36,10 +36,17 @@ pub struct Authenticated {
 
 impl Accounts {
     fn refresh_rules(&self) -> RefreshRules {
-        RefreshRules { grace: self.policy.refresh_grace, idle_timeout: self.policy.session_idle_timeout }
+        RefreshRules {
+            grace: self.policy.refresh_grace,
+            idle_timeout: self.policy.session_idle_timeout,
+        }
     }
 
-    pub(super) async fn start_session(&self, user: User, client: ClientInfo) -> Result<IssuedSession, AccountError> {
+    pub(super) async fn start_session(
+        &self,
+        user: User,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AccountError> {
         let refresh_token = RefreshToken::generate();
         let now = self.clock.now();
         let session = Session {
@@ -52,12 +59,20 @@ impl Accounts {
             ip: client.ip,
             revoked_at: None,
         };
-        self.stores.sessions.create(&session, &refresh_token.digest()).await?;
+        self.stores
+            .sessions
+            .create(&session, &refresh_token.digest())
+            .await?;
         tracing::info!(user_id = %user.id.0, session_id = %session.id, "session started");
         self.issue_pair(user, session, refresh_token).await
     }
 
-    async fn issue_pair(&self, user: User, session: Session, refresh_token: RefreshToken) -> Result<IssuedSession, AccountError> {
+    async fn issue_pair(
+        &self,
+        user: User,
+        session: Session,
+        refresh_token: RefreshToken,
+    ) -> Result<IssuedSession, AccountError> {
         let (access_token, access_claims) = self
             .tokens
             .issue(
@@ -67,7 +82,13 @@ impl Accounts {
                 user.verified_at.is_some(),
             )
             .await?;
-        Ok(IssuedSession { access_token, access_claims, refresh_token, session, user })
+        Ok(IssuedSession {
+            access_token,
+            access_claims,
+            refresh_token,
+            session,
+            user,
+        })
     }
 
     /// `POST /api/auth/refresh`: exchanges a refresh token for a new pair.
@@ -84,7 +105,12 @@ impl Accounts {
         let session = match self
             .stores
             .sessions
-            .rotate(&presented.digest(), &successor.digest(), now, self.refresh_rules())
+            .rotate(
+                &presented.digest(),
+                &successor.digest(),
+                now,
+                self.refresh_rules(),
+            )
             .await?
         {
             Rotation::Rotated(session) => session,
@@ -128,13 +154,20 @@ impl Accounts {
             .await?
             .filter(|u| u.status == UserStatus::Active && u.id.0.to_string() == claims.sub)
             .ok_or(AccountError::Unauthenticated)?;
-        Ok(Authenticated { claims, session, user })
+        Ok(Authenticated {
+            claims,
+            session,
+            user,
+        })
     }
 
     /// `POST /api/auth/introspect`: the claims of a token whose signature, lifetime and session
     /// are all still good; None otherwise.
     #[tracing::instrument(skip_all)]
-    pub async fn introspect(&self, access_token: &str) -> Result<Option<Authenticated>, AccountError> {
+    pub async fn introspect(
+        &self,
+        access_token: &str,
+    ) -> Result<Option<Authenticated>, AccountError> {
         match self.authenticate(access_token).await {
             Ok(caller) => Ok(Some(caller)),
             Err(AccountError::Unauthenticated) => Ok(None),
@@ -147,7 +180,12 @@ impl Accounts {
     pub async fn logout(&self, caller: &Authenticated) -> Result<(), AccountError> {
         self.stores
             .sessions
-            .revoke(caller.session.id, caller.user.id.0, self.clock.now(), "logout")
+            .revoke(
+                caller.session.id,
+                caller.user.id.0,
+                self.clock.now(),
+                "logout",
+            )
             .await?;
         tracing::info!(session_id = %caller.session.id, "logged out");
         Ok(())
@@ -155,7 +193,11 @@ impl Accounts {
 
     /// `POST /api/auth/logout-all`: ends every session of the caller, or every other one.
     #[tracing::instrument(skip_all)]
-    pub async fn logout_all(&self, caller: &Authenticated, keep_current: bool) -> Result<u64, AccountError> {
+    pub async fn logout_all(
+        &self,
+        caller: &Authenticated,
+        keep_current: bool,
+    ) -> Result<u64, AccountError> {
         let keep = keep_current.then_some(caller.session.id);
         let ended = self
             .stores
@@ -167,7 +209,10 @@ impl Accounts {
     }
 
     /// `GET /api/auth/sessions`: the caller's live sessions, newest first.
-    pub async fn list_sessions(&self, caller: &Authenticated) -> Result<Vec<Session>, AccountError> {
+    pub async fn list_sessions(
+        &self,
+        caller: &Authenticated,
+    ) -> Result<Vec<Session>, AccountError> {
         let now = self.clock.now();
         let sessions = self.stores.sessions.list(caller.user.id.0, now).await?;
         Ok(sessions
@@ -178,7 +223,11 @@ impl Accounts {
 
     /// `DELETE /api/auth/sessions/{id}`: ends one of the caller's sessions.
     #[tracing::instrument(skip_all, fields(session_id = %id))]
-    pub async fn revoke_session(&self, caller: &Authenticated, id: Uuid) -> Result<(), AccountError> {
+    pub async fn revoke_session(
+        &self,
+        caller: &Authenticated,
+        id: Uuid,
+    ) -> Result<(), AccountError> {
         if self
             .stores
             .sessions

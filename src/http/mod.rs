@@ -60,7 +60,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/sessions/{id}", delete(sessions::revoke))
         .route("/api/auth/introspect", post(sessions::introspect))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
-        .route("/.well-known/openid-configuration", get(wellknown::openid_configuration))
+        .route(
+            "/.well-known/openid-configuration",
+            get(wellknown::openid_configuration),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

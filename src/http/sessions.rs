@@ -139,7 +139,10 @@ pub async fn refresh(
         (status = 401, description = "Missing or invalid access token, or the session already ended", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]
-pub async fn logout(State(state): State<AppState>, caller: Authenticated) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<StatusCode, ApiError> {
     state.accounts.logout(&caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -175,10 +178,15 @@ pub async fn logout_all(
         (status = 401, description = "Missing or invalid access token", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]
-pub async fn list(State(state): State<AppState>, caller: Authenticated) -> Result<Json<SessionList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<Json<SessionList>, ApiError> {
     let current = caller.session.id;
     let sessions = state.accounts.list_sessions(&caller).await?;
-    Ok(Json(SessionList { sessions: sessions.into_iter().map(|s| view(s, current)).collect() }))
+    Ok(Json(SessionList {
+        sessions: sessions.into_iter().map(|s| view(s, current)).collect(),
+    }))
 }
 
 /// End one of the caller's sessions.
@@ -219,16 +227,18 @@ pub async fn introspect(
         iat: None,
         token_type: None,
     };
-    Ok(Json(match state.accounts.introspect(body.token.trim()).await? {
-        Some(caller) => IntrospectResponse {
-            active: true,
-            sub: Some(caller.claims.sub),
-            sid: Some(caller.claims.sid),
-            email: Some(caller.user.email.as_str().to_owned()),
-            exp: Some(caller.claims.exp),
-            iat: Some(caller.claims.iat),
-            token_type: Some("Bearer"),
+    Ok(Json(
+        match state.accounts.introspect(body.token.trim()).await? {
+            Some(caller) => IntrospectResponse {
+                active: true,
+                sub: Some(caller.claims.sub),
+                sid: Some(caller.claims.sid),
+                email: Some(caller.user.email.as_str().to_owned()),
+                exp: Some(caller.claims.exp),
+                iat: Some(caller.claims.iat),
+                token_type: Some("Bearer"),
+            },
+            None => inactive,
         },
-        None => inactive,
-    }))
+    ))
 }

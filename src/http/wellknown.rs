@@ -34,7 +34,12 @@ pub struct Discovery {
         (status = 503, description = "The key store is unavailable", body = ErrorBody),
     ))]
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let jwks = state.accounts.tokens().jwks().await.map_err(AccountError::from)?;
+    let jwks = state
+        .accounts
+        .tokens()
+        .jwks()
+        .await
+        .map_err(AccountError::from)?;
     // Short cache: verifiers see a rotated key within a minute.
     Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(jwks)))
 }

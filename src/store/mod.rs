@@ -217,7 +217,13 @@ pub trait SessionStore: Send + Sync {
     /// The user's sessions that are not revoked and not past their absolute lifetime.
     async fn list(&self, user_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<Session>>;
     /// Revokes one of the user's sessions; false if it is not theirs or already revoked.
-    async fn revoke(&self, id: Uuid, user_id: Uuid, now: OffsetDateTime, reason: &str) -> StoreResult<bool>;
+    async fn revoke(
+        &self,
+        id: Uuid,
+        user_id: Uuid,
+        now: OffsetDateTime,
+        reason: &str,
+    ) -> StoreResult<bool>;
     /// Revokes every live session of the user except `keep`; returns how many.
     async fn revoke_all(
         &self,
@@ -258,7 +264,12 @@ pub trait KeyStore: Send + Sync {
     async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>>;
     /// Makes `new` the current key, retiring `current` (None: only if there is no current key
     /// yet). False when another instance got there first: reload and use theirs.
-    async fn rotate(&self, current: Option<&str>, new: &StoredKey, now: OffsetDateTime) -> StoreResult<bool>;
+    async fn rotate(
+        &self,
+        current: Option<&str>,
+        new: &StoredKey,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
 }
 
 /// Server-side secrets generated once and shared by every instance (code-hash key; later

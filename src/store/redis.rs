@@ -11,9 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{
-    CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded,
-};
+use super::{CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded};
 use crate::config::redact_url;
 use crate::domain::{CodePurpose, EmailAddress};
 

@@ -66,7 +66,11 @@ pub enum KeyRingError {
 
 impl KeyRing {
     /// Loads the keys, creating the first one if the store has none.
-    pub async fn load(store: Arc<dyn KeyStore>, clock: Arc<dyn Clock>, config: KeyRingConfig) -> anyhow::Result<Self> {
+    pub async fn load(
+        store: Arc<dyn KeyStore>,
+        clock: Arc<dyn Clock>,
+        config: KeyRingConfig,
+    ) -> anyhow::Result<Self> {
         let loaded = load_keys(store.as_ref(), clock.as_ref(), &config)
             .await
             .context("loading signing keys")?;
@@ -95,7 +99,8 @@ impl KeyRing {
         if seen.is_some_and(|seen| current.loaded_at > seen) {
             return Ok(current);
         }
-        let loaded = Arc::new(load_keys(self.store.as_ref(), self.clock.as_ref(), &self.config).await?);
+        let loaded =
+            Arc::new(load_keys(self.store.as_ref(), self.clock.as_ref(), &self.config).await?);
         *self.loaded.write().await = loaded.clone();
         Ok(loaded)
     }
@@ -153,11 +158,18 @@ impl From<StoreError> for VerifyError {
 
 /// Replaces the current signing key with a new one now (`aidlc-auth keys rotate`). Returns the
 /// new key id.
-pub async fn rotate_now(store: &dyn KeyStore, clock: &dyn Clock, config: &KeyRingConfig) -> anyhow::Result<String> {
+pub async fn rotate_now(
+    store: &dyn KeyStore,
+    clock: &dyn Clock,
+    config: &KeyRingConfig,
+) -> anyhow::Result<String> {
     for _ in 0..3 {
         let now = clock.now();
         let keys = store.published(now - config.retired_key_window()).await?;
-        let current = keys.iter().find(|k| k.retired_at.is_none()).map(|k| k.kid.clone());
+        let current = keys
+            .iter()
+            .find(|k| k.retired_at.is_none())
+            .map(|k| k.kid.clone());
         let new = new_stored_key(now)?;
         if store.rotate(current.as_deref(), &new, now).await? {
             tracing::info!(kid = %new.kid, retired = ?current, "signing key rotated");
@@ -177,7 +189,11 @@ fn new_stored_key(now: OffsetDateTime) -> anyhow::Result<StoredKey> {
     })
 }
 
-async fn load_keys(store: &dyn KeyStore, clock: &dyn Clock, config: &KeyRingConfig) -> Result<Loaded, KeyRingError> {
+async fn load_keys(
+    store: &dyn KeyStore,
+    clock: &dyn Clock,
+    config: &KeyRingConfig,
+) -> Result<Loaded, KeyRingError> {
     for _ in 0..3 {
         let now = clock.now();
         let stored = store.published(now - config.retired_key_window()).await?;
@@ -190,7 +206,10 @@ async fn load_keys(store: &dyn KeyStore, clock: &dyn Clock, config: &KeyRingConf
         if due {
             let new = new_stored_key(now).map_err(KeyRingError::Keys)?;
             // Losing the race to another instance is fine: the next pass loads its key.
-            if store.rotate(current.map(|k| k.kid.as_str()), &new, now).await? {
+            if store
+                .rotate(current.map(|k| k.kid.as_str()), &new, now)
+                .await?
+            {
                 tracing::info!(kid = %new.kid, "signing key created");
             }
             continue;
@@ -198,22 +217,42 @@ async fn load_keys(store: &dyn KeyStore, clock: &dyn Clock, config: &KeyRingConf
         let Some(current) = current else { continue };
         return build(&stored, current, config, now).map_err(KeyRingError::Keys);
     }
-    Err(KeyRingError::Keys(anyhow::anyhow!("no current signing key after three attempts")))
+    Err(KeyRingError::Keys(anyhow::anyhow!(
+        "no current signing key after three attempts"
+    )))
 }
 
-fn build(stored: &[StoredKey], current: &StoredKey, config: &KeyRingConfig, now: OffsetDateTime) -> anyhow::Result<Loaded> {
+fn build(
+    stored: &[StoredKey],
+    current: &StoredKey,
+    config: &KeyRingConfig,
+    now: OffsetDateTime,
+) -> anyhow::Result<Loaded> {
     let keys = stored
         .iter()
-        .map(|k| SigningKey::from_stored_bytes(k.kid.clone(), &k.private_key).with_context(|| format!("stored key {}", k.kid)))
+        .map(|k| {
+            SigningKey::from_stored_bytes(k.kid.clone(), &k.private_key)
+                .with_context(|| format!("stored key {}", k.kid))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let signing = SigningKey::from_stored_bytes(current.kid.clone(), &current.private_key)?;
     let jwks = Jwks::from_signing_keys(keys.iter());
-    let verifier = AccessTokenVerifier::new(&jwks.keys, config.issuer.clone(), config.audience.clone(), MAX_LEEWAY)?;
+    let verifier = AccessTokenVerifier::new(
+        &jwks.keys,
+        config.issuer.clone(),
+        config.audience.clone(),
+        MAX_LEEWAY,
+    )?;
     let issuer = AccessTokenIssuer {
         key: signing,
         issuer: config.issuer.clone(),
         audience: config.audience.clone(),
         ttl: config.access_token_ttl,
     };
-    Ok(Loaded { issuer, verifier, jwks, loaded_at: now })
+    Ok(Loaded {
+        issuer,
+        verifier,
+        jwks,
+        loaded_at: now,
+    })
 }

@@ -2,8 +2,8 @@
 //! them, and the key ring every instance shares through the database.
 
 pub mod access;
-pub mod keys;
 pub mod keyring;
+pub mod keys;
 
 pub use access::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, TokenError};
 pub use keyring::{KeyRing, KeyRingConfig, rotate_now};

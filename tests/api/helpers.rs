@@ -572,6 +572,15 @@ impl TestApp {
         self.get_with_token("/api/auth/me", token).await
     }
 
+    /// `POST /api/auth/refresh` with a refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/auth/refresh",
+            &serde_json::json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
     /// `POST /api/auth/logout`.
     pub async fn logout(&self, token: &str) -> reqwest::Response {
         self.post_with_token("/api/auth/logout", token).await
@@ -666,12 +675,24 @@ pub async fn expect_error(response: reqwest::Response, status: StatusCode, code:
 /// Asserts a 200 session response for the given address; returns the body.
 pub async fn expect_session(response: reqwest::Response) -> Value {
     let body = expect_json(response, StatusCode::OK).await;
-    let token = body["session_token"]
+    let access = body["access_token"]
         .as_str()
-        .unwrap_or_else(|| panic!("no session_token: {body}"));
-    assert_eq!(token.len(), 43, "token is 32 bytes base64url: {body}");
+        .unwrap_or_else(|| panic!("no access_token: {body}"));
+    assert_eq!(
+        access.split('.').count(),
+        3,
+        "access token is a compact JWS: {body}"
+    );
+    let refresh = body["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh_token: {body}"));
+    assert_eq!(
+        refresh.len(),
+        43,
+        "refresh token is 32 bytes base64url: {body}"
+    );
     assert_eq!(body["token_type"], "Bearer", "{body}");
-    assert_eq!(body["expires_in"], 86_400, "{body}");
+    assert_eq!(body["expires_in"], 900, "{body}");
     assert!(
         body["session_id"]
             .as_str()
@@ -682,11 +703,19 @@ pub async fn expect_session(response: reqwest::Response) -> Value {
     body
 }
 
-/// The bearer token of a session body.
+/// The access token (bearer) of a token-pair body.
 pub fn token(session: &Value) -> String {
-    session["session_token"]
+    session["access_token"]
         .as_str()
-        .expect("session_token")
+        .expect("access_token")
+        .to_owned()
+}
+
+/// The refresh token of a token-pair body.
+pub fn refresh_token(session: &Value) -> String {
+    session["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
         .to_owned()
 }
 

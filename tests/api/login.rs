@@ -30,7 +30,7 @@ async fn password_login_starts_a_working_session(backend: Backend) {
     let session = expect_session(app.login_password(&email, PASSWORD).await).await;
     assert_eq!(session["user"], registered["user"]);
     assert_ne!(
-        session["session_token"], registered["session_token"],
+        session["refresh_token"], registered["refresh_token"],
         "each login is a new session"
     );
     assert_ne!(session["session_id"], registered["session_id"]);

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use crate::helpers::{
     Backend, PASSWORD, POSTGRES_ADDR, ProxyMode, REDIS_ADDR, TcpProxy, TestApp, TestEnv,
-    backend_tests, expect_error, expect_json, expect_session, token, unique_email,
+    backend_tests, expect_error, expect_json, expect_session, refresh_token, token, unique_email,
 };
 
 /// Which dependency the proxy stands in front of.
@@ -159,19 +159,53 @@ async fn register_with_hung_postgres_answers_503_within_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_check_with_redis_down_is_503_not_401() {
+async fn sessions_live_in_sql_so_a_redis_outage_does_not_touch_them() {
     let (app, redis) = spawn_behind_proxy(Dependency::Redis).await;
+    let session = app
+        .register_active(&unique_email("loggedin"), PASSWORD, "Logged In")
+        .await;
+
+    redis.set(ProxyMode::Refuse);
+    expect_json(app.me(&token(&session)).await, StatusCode::OK).await;
+    let refreshed = expect_session(
+        app.post_json(
+            "/api/auth/refresh",
+            &serde_json::json!({ "refresh_token": refresh_token(&session) }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        app.logout(&token(&refreshed)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // Redis coming back changes nothing: the revocation was never in Redis.
+    redis.set(ProxyMode::Forward);
+    wait_until_ready(&app).await;
+    expect_error(
+        app.me(&token(&refreshed)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_check_with_postgres_down_is_503_not_401() {
+    let (app, postgres) = spawn_behind_proxy(Dependency::Postgres).await;
     let bearer = token(
-        &app.register_active(&unique_email("loggedin"), PASSWORD, "Logged In")
+        &app.register_active(&unique_email("pgdown"), PASSWORD, "Postgres Down")
             .await,
     );
 
-    redis.set(ProxyMode::Refuse);
+    postgres.set(ProxyMode::Refuse);
     expect_unavailable(app.me(&bearer)).await;
     expect_unavailable(app.logout(&bearer)).await;
 
     // The outage did not end the session.
-    redis.set(ProxyMode::Forward);
+    postgres.set(ProxyMode::Forward);
     wait_until_ready(&app).await;
     expect_json(app.me(&bearer).await, StatusCode::OK).await;
     app.stop().await;

@@ -4,8 +4,8 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, backend_tests, expect_error, expect_json, expect_session, token,
-    unique_email,
+    Backend, PASSWORD, TestApp, backend_tests, expect_error, expect_json, expect_session,
+    refresh_token, token, unique_email,
 };
 
 backend_tests!(
@@ -42,13 +42,32 @@ async fn logout_ends_that_session_only(backend: Backend) {
 async fn session_expires_after_twenty_four_hours(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let email = unique_email("expiring");
-    let bearer = token(&app.register_active(&email, PASSWORD, "Expiring").await);
+    let first = app.register_active(&email, PASSWORD, "Expiring").await;
 
-    app.advance(86_399);
-    expect_json(app.me(&bearer).await, StatusCode::OK).await;
+    // The access token alone lasts 15 minutes (plus at most 60 s of leeway) ...
+    app.advance(899);
+    expect_json(app.me(&token(&first)).await, StatusCode::OK).await;
+    app.advance(61);
+    expect_error(
+        app.me(&token(&first)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+
+    // ... the session lasts 24 hours from login, however often it is refreshed.
+    app.advance(86_399 - 960);
+    let late = expect_session(app.refresh(&refresh_token(&first)).await).await;
+    expect_json(app.me(&token(&late)).await, StatusCode::OK).await;
     app.advance(2);
     expect_error(
-        app.me(&bearer).await,
+        app.refresh(&refresh_token(&late)).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+    )
+    .await;
+    expect_error(
+        app.me(&token(&late)).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     )

@@ -27,7 +27,10 @@ macro_rules! impl_key_store {
     ($db:ty) => {
         #[async_trait]
         impl KeyStore for SqlStore<$db> {
-            async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>> {
+            async fn published(
+                &self,
+                retired_after: OffsetDateTime,
+            ) -> StoreResult<Vec<StoredKey>> {
                 let rows = bounded(self.timeout, "loading signing keys", async {
                     sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
                         .bind(DbTime(retired_after))

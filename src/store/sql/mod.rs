@@ -18,7 +18,9 @@ use sqlx::{Database, Decode, Encode, Pool, Postgres, Sqlite, Type};
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{CodeStore, KeyStore, Ping, SecretStore, SessionStore, StoreResult, Sweep, UserStore, bounded};
+use super::{
+    CodeStore, KeyStore, Ping, SecretStore, SessionStore, StoreResult, Sweep, UserStore, bounded,
+};
 use crate::config::Settings;
 
 /// The SQL implementation of every store, over one pool.

@@ -138,7 +138,10 @@ macro_rules! impl_session_store {
                             .execute(&mut *tx)
                             .await?;
                         tx.commit().await?;
-                        return Ok(Rotation::Rotated(Session { last_used_at: now, ..session }));
+                        return Ok(Rotation::Rotated(Session {
+                            last_used_at: now,
+                            ..session
+                        }));
                     }
                     tx.rollback().await?;
 
