@@ -173,9 +173,10 @@ pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
     }
 }
 
-/// `aidlc-auth keys rotate`: a new current signing key; the old one stays published until the
-/// tokens it signed have expired. Returns the new key id.
-pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<String> {
+/// `aidlc-auth keys rotate`: a new signing key, published now and signing once every instance
+/// and verifier has seen it; the old one stays published until the tokens it signed have
+/// expired. Returns the new key.
+pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<crate::store::StoredKey> {
     let stores = Stores::connect(settings).await?;
     crate::tokens::rotate_now(
         stores.keys.as_ref(),

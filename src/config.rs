@@ -322,6 +322,16 @@ impl Settings {
                 "AIDLC_JWT_ISSUER and AIDLC_JWT_AUDIENCE must not be empty".into(),
             ));
         }
+        if self
+            .session_idle_timeout
+            .is_some_and(|idle| idle < self.access_token_ttl)
+        {
+            return Err(ConfigError(
+                "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS must be at least the access-token lifetime \
+                 (a session in use is refreshed only that often)"
+                    .into(),
+            ));
+        }
         if self.code_ttl.is_zero() || self.session_ttl.is_zero() {
             return Err(ConfigError(
                 "AIDLC_CODE_TTL_SECONDS and AIDLC_SESSION_TTL_SECONDS must be positive".into(),

@@ -63,9 +63,12 @@ async fn main() -> ExitCode {
         Command::Migrate => store::migrate(&settings).await,
         Command::Keys {
             action: KeysAction::Rotate,
-        } => app::rotate_signing_key(&settings)
-            .await
-            .map(|kid| println!("new signing key: {kid}")),
+        } => app::rotate_signing_key(&settings).await.map(|key| {
+            println!(
+                "new signing key {} published; it signs from {}",
+                key.kid, key.activates_at
+            );
+        }),
         Command::Serve | Command::Healthcheck => serve(settings).await,
     };
     match result {

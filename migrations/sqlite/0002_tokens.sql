@@ -29,12 +29,15 @@ CREATE TABLE refresh_tokens (
     UNIQUE (session_id, generation)
 );
 
--- Ed25519 signing keys for access tokens (private key as PKCS#8 DER). At most one current key;
--- a retired key stays published until every token it signed has expired.
+-- Ed25519 signing keys for access tokens (private key as PKCS#8 DER). A key is published from
+-- created_at, signs from activates_at, and stops signing at retired_at (its successor's
+-- activates_at); it stays published until every token it signed has expired. At most one key
+-- has no successor yet.
 CREATE TABLE signing_keys (
     kid         TEXT PRIMARY KEY,
     private_key BLOB NOT NULL,
-    created_at  TEXT NOT NULL,
-    retired_at  TEXT
+    created_at   TEXT NOT NULL,
+    activates_at TEXT NOT NULL,
+    retired_at   TEXT
 );
 CREATE UNIQUE INDEX signing_keys_single_current ON signing_keys ((retired_at IS NULL)) WHERE retired_at IS NULL;

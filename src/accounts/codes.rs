@@ -74,9 +74,11 @@ impl Accounts {
         purpose: CodePurpose,
     ) -> Result<Email, AccountError> {
         let code = OneTimeCode::generate();
+        let now = self.clock.now();
         let stored = StoredCode {
             hash: self.codes.hash(to, purpose, &code),
-            expires_at: self.clock.now() + self.policy.code_ttl,
+            issued_at: now,
+            expires_at: now + self.policy.code_ttl,
         };
         self.stores.codes.put(to, purpose, &stored).await?;
         Ok(Email {

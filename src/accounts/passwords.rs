@@ -2,21 +2,27 @@
 //! costs the same time as a wrong password.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 
 use super::AccountError;
 use crate::config::Argon2Params;
 use crate::domain::{Password, PasswordHash};
 
 /// Hashes and verifies passwords with fixed Argon2id parameters.
+///
+/// At most a few hashes run at once (each holds `memory_kib` of RAM): a flood of logins queues
+/// briefly and then gets a 503, instead of growing the process until it is killed.
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
+    permits: Arc<Semaphore>,
     /// A hash of a random password with the same parameters, verified when there is no user.
     dummy: Arc<PasswordHash>,
 }
@@ -30,14 +36,17 @@ impl Hasher {
         rand::rng().fill_bytes(&mut random);
         let dummy_password = SecretString::from(crate::domain::hex(&random));
         let dummy = hash_blocking(&params, dummy_password.expose_secret())?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
             params,
+            permits: Arc::new(Semaphore::new(cores * 2)),
             dummy: Arc::new(dummy),
         })
     }
 
     /// Hashes `password` on the blocking pool.
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, AccountError> {
+        let _permit = self.permit().await?;
         let params = self.params.clone();
         spawn_blocking_in_span(move || hash_blocking(&params, password.expose()))
             .await?
@@ -51,6 +60,7 @@ impl Hasher {
         password: SecretString,
         stored: Option<PasswordHash>,
     ) -> Result<bool, AccountError> {
+        let _permit = self.permit().await?;
         let is_real = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
         let matched = spawn_blocking_in_span(move || {
@@ -65,6 +75,20 @@ impl Hasher {
         Ok(is_real && matched.unwrap_or(false))
     }
 }
+
+impl Hasher {
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AccountError> {
+        match tokio::time::timeout(MAX_QUEUE_WAIT, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(AccountError::Unavailable(anyhow::anyhow!(
+                "password hashing saturated: no slot within {MAX_QUEUE_WAIT:?}"
+            ))),
+        }
+    }
+}
+
+/// How long a request waits for a hashing slot before it is answered 503.
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 fn hash_blocking(params: &Params, password: &str) -> anyhow::Result<PasswordHash> {
     let mut salt = [0u8; 16];

@@ -4,6 +4,8 @@
 //! goes out only after both. A failure after the code is stored leaves an orphan code nobody
 //! was sent (it expires by itself), never a user without a way to verify.
 
+use secrecy::SecretString;
+
 use super::{AccountError, Accounts, ClientInfo, IssuedSession};
 use crate::domain::{
     CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserId, UserStatus,
@@ -135,23 +137,41 @@ impl Accounts {
 
     /// `POST /api/auth/verify-registration`: consumes the code, activates the account and
     /// starts a session.
-    #[tracing::instrument(skip_all)]
+    ///
+    /// With `password`, it confirms only the registration made with that password: if someone
+    /// else registered the still-pending address again in the meantime (replacing the password,
+    /// and mailing the owner a newer code), the owner's verification fails instead of
+    /// activating the other person's password. Without it, the most recent registration is
+    /// the one confirmed (the original API's body).
+    #[tracing::instrument(skip_all, fields(with_password = password.is_some()))]
     pub async fn verify_registration(
         &self,
         email: EmailAddress,
         code: OneTimeCode,
+        password: Option<SecretString>,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
+        let user = self.stores.users.find_by_email(&email).await?;
+        if let Some(password) = password {
+            // Checked before the code is spent, so a typo does not cost the code.
+            let hash = user.as_ref().map(|u| u.password_hash.clone());
+            if !self.hasher.verify(password, hash).await? {
+                return Err(AccountError::InvalidCode);
+            }
+        }
         self.consume_code(&email, CodePurpose::Registration, &code)
             .await?;
-        let user = self
-            .stores
-            .users
-            .find_by_email(&email)
-            .await?
+        let user = user
+            .filter(|u| u.status == UserStatus::Pending)
             .ok_or(AccountError::InvalidCode)?;
         let now = self.clock.now();
-        if !self.stores.users.activate(user.id, now).await? {
+        // Only the registration looked at above: not one that replaced it since.
+        if !self
+            .stores
+            .users
+            .activate(user.id, &user.password_hash, now)
+            .await?
+        {
             return Err(AccountError::InvalidCode);
         }
         tracing::info!(user_id = %user.id.0, "account verified");

@@ -41,6 +41,22 @@ pub struct VerifyCodeRequest {
     verification_code: String,
 }
 
+/// `POST /api/auth/verify-registration` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRegistrationRequest {
+    /// The address the code was sent to.
+    email: String,
+    /// The six digits from the e-mail.
+    #[schema(example = "123456")]
+    verification_code: String,
+    /// Recommended: the password chosen at registration. When given, only the registration
+    /// made with it is confirmed, so nobody who registered the same pending address again can
+    /// get their password activated by the owner's code.
+    #[schema(value_type = Option<String>)]
+    password: Option<SecretString>,
+}
+
 /// `POST /api/auth/login` body: with `password`, a password login; without, a code is e-mailed.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -182,22 +198,22 @@ pub async fn register(
 }
 
 /// Prove the address with the e-mailed code; activates the account and starts a session.
-#[utoipa::path(post, path = "/api/auth/verify-registration", tag = "auth", request_body = VerifyCodeRequest,
+#[utoipa::path(post, path = "/api/auth/verify-registration", tag = "auth", request_body = VerifyRegistrationRequest,
     responses(
         (status = 200, description = "Account active; session started with a token pair", body = TokenResponse),
-        (status = 400, description = "invalid_code (wrong, expired, used or exhausted) or malformed_json", body = ErrorBody),
+        (status = 400, description = "invalid_code (wrong, expired, used or exhausted code, or a password that is not the registration's) or malformed_json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]
 pub async fn verify_registration(
     State(state): State<AppState>,
     client: ClientInfo,
-    JsonBody(body): JsonBody<VerifyCodeRequest>,
+    JsonBody(body): JsonBody<VerifyRegistrationRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let (email, code) = (email(&body.email)?, code(&body.verification_code)?);
     let session = state
         .accounts
-        .verify_registration(email, code, client)
+        .verify_registration(email, code, body.password, client)
         .await?;
     Ok(Json(session.into()))
 }

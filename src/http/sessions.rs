@@ -201,8 +201,10 @@ pub async fn list(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // Not a UUID: certainly not one of the caller's sessions.
+    let id = Uuid::parse_str(&id).map_err(|_| crate::accounts::AccountError::SessionNotFound)?;
     state.accounts.revoke_session(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::accounts::AccountError;
 use crate::error::{ApiError, ErrorBody};
+use crate::tokens::keyring::JWKS_MAX_AGE;
 
 /// `GET /.well-known/openid-configuration` body.
 #[derive(Serialize, ToSchema)]
@@ -40,8 +41,9 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
         .jwks()
         .await
         .map_err(AccountError::from)?;
-    // Short cache: verifiers see a rotated key within a minute.
-    Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(jwks)))
+    // A new key signs only after this cache lifetime, so a verifier never meets an unknown kid.
+    let cache = format!("public, max-age={}", JWKS_MAX_AGE.as_secs());
+    Ok(([(header::CACHE_CONTROL, cache)], Json(jwks)))
 }
 
 /// Minimal OpenID provider metadata: `issuer` and `jwks_uri`.

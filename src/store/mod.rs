@@ -78,8 +78,14 @@ pub trait UserStore: Send + Sync {
         password_hash: &PasswordHash,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
-    /// Moves a pending account to active; false if it was not pending.
-    async fn activate(&self, id: UserId, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Moves a pending account whose password hash is still `password_hash` to active; false
+    /// if it is no longer pending or was registered again since.
+    async fn activate(
+        &self,
+        id: UserId,
+        password_hash: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
 }
 
 /// A code as stored: only its keyed hash.
@@ -87,6 +93,8 @@ pub trait UserStore: Send + Sync {
 pub struct StoredCode {
     /// HMAC-SHA256 of (purpose, email, code), hex.
     pub hash: String,
+    /// When it was issued.
+    pub issued_at: OffsetDateTime,
     /// When it stops being accepted.
     pub expires_at: OffsetDateTime,
 }
@@ -241,9 +249,11 @@ pub struct StoredKey {
     pub kid: String,
     /// PKCS#8 DER of the Ed25519 private key.
     pub private_key: Vec<u8>,
-    /// When it was made.
+    /// When it was made (and published).
     pub created_at: OffsetDateTime,
-    /// When it stopped signing, if it has.
+    /// When it starts signing.
+    pub activates_at: OffsetDateTime,
+    /// When it stops signing (its successor's `activates_at`), once a successor exists.
     pub retired_at: Option<OffsetDateTime>,
 }
 
@@ -252,6 +262,7 @@ impl std::fmt::Debug for StoredKey {
         f.debug_struct("StoredKey")
             .field("kid", &self.kid)
             .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
             .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
     }
@@ -260,16 +271,11 @@ impl std::fmt::Debug for StoredKey {
 /// Signing keys shared by every instance.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Keys that are current or retired after `retired_after`, newest first.
+    /// Keys not retired, or retired after `retired_after`, newest first.
     async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>>;
-    /// Makes `new` the current key, retiring `current` (None: only if there is no current key
-    /// yet). False when another instance got there first: reload and use theirs.
-    async fn rotate(
-        &self,
-        current: Option<&str>,
-        new: &StoredKey,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool>;
+    /// Adds `new` as the newest key and retires `current` at `new.activates_at` (None: only if
+    /// there is no key yet). False when another instance got there first: reload, use theirs.
+    async fn rotate(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool>;
 }
 
 /// Server-side secrets generated once and shared by every instance (code-hash key; later

@@ -1,8 +1,13 @@
-//! The key ring: the current signing key and the published ones, loaded from the shared key
-//! store, re-read every `reload_interval` (and at once on an unknown `kid`), and rotated when
-//! the current key is older than the rotation interval.
+//! The key ring: the signing keys every instance shares through the key store, cached and
+//! re-read every `reload_interval` (and on an unknown `kid`, at most every few seconds).
+//!
+//! Rotation publishes before it signs: a new key is in the JWKS at once but signs only from its
+//! `activates_at`, one reload interval plus one JWKS cache lifetime later, so every instance and
+//! every verifier caching our JWKS knows it before the first token it signs arrives. The key it
+//! replaces stops signing then (its `retired_at`) and stays published until the last token it
+//! signed has expired.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +18,13 @@ use super::access::MAX_LEEWAY;
 use super::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, Jwks, SigningKey, TokenError};
 use crate::clock::Clock;
 use crate::store::{KeyStore, StoreError, StoredKey};
+
+/// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How long cached keys are used after a failed reload, and the least gap between two reloads
+/// forced by unknown `kid`s (anyone can send one).
+const RELOAD_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How the ring signs, verifies and rotates.
 #[derive(Debug, Clone)]
@@ -30,18 +42,46 @@ pub struct KeyRingConfig {
 }
 
 impl KeyRingConfig {
-    /// How long a retired key must stay published: an instance may sign with it until its next
-    /// reload, and a token it signed then lives for the access-token lifetime plus leeway.
+    /// From rotation to first signature: every instance has reloaded and every verifier's
+    /// cached JWKS has expired.
+    pub fn activation_delay(&self) -> Duration {
+        self.reload_interval + JWKS_MAX_AGE
+    }
+
+    /// How long a retired key stays published: the tokens it signed up to its retirement live
+    /// for the access-token lifetime plus leeway (and an instance picks the next signer at
+    /// issue time, so none signs with it after its retirement).
     pub fn retired_key_window(&self) -> Duration {
-        self.reload_interval + self.access_token_ttl + MAX_LEEWAY
+        self.access_token_ttl + MAX_LEEWAY
     }
 }
 
-struct Loaded {
+/// One key with the span in which it signs.
+struct Signer {
     issuer: AccessTokenIssuer,
+    activates_at: OffsetDateTime,
+    retired_at: Option<OffsetDateTime>,
+}
+
+struct Loaded {
+    signers: Vec<Signer>,
     verifier: AccessTokenVerifier,
     jwks: Jwks,
     loaded_at: OffsetDateTime,
+}
+
+impl Loaded {
+    /// The key that signs at `now`: the newest activated one not yet retired (or, should the
+    /// clocks disagree, the newest activated one at all, or failing that the oldest).
+    fn signer(&self, now: OffsetDateTime) -> Option<&AccessTokenIssuer> {
+        let activated = || self.signers.iter().filter(|s| s.activates_at <= now);
+        activated()
+            .filter(|s| s.retired_at.is_none_or(|r| r > now))
+            .max_by_key(|s| s.activates_at)
+            .or_else(|| activated().max_by_key(|s| s.activates_at))
+            .or_else(|| self.signers.iter().min_by_key(|s| s.activates_at))
+            .map(|s| &s.issuer)
+    }
 }
 
 /// The shared signing keys, cached.
@@ -51,6 +91,8 @@ pub struct KeyRing {
     config: KeyRingConfig,
     loaded: RwLock<Arc<Loaded>>,
     reloading: Mutex<()>,
+    /// No reload before this (after a failure, or a recent forced reload).
+    quiet_until: std::sync::Mutex<Option<OffsetDateTime>>,
 }
 
 /// Why the ring could not serve.
@@ -62,81 +104,6 @@ pub enum KeyRingError {
     /// A stored key could not be used, or signing failed.
     #[error("signing keys unusable: {0:#}")]
     Keys(anyhow::Error),
-}
-
-impl KeyRing {
-    /// Loads the keys, creating the first one if the store has none.
-    pub async fn load(
-        store: Arc<dyn KeyStore>,
-        clock: Arc<dyn Clock>,
-        config: KeyRingConfig,
-    ) -> anyhow::Result<Self> {
-        let loaded = load_keys(store.as_ref(), clock.as_ref(), &config)
-            .await
-            .context("loading signing keys")?;
-        Ok(Self {
-            store,
-            clock,
-            config,
-            loaded: RwLock::new(Arc::new(loaded)),
-            reloading: Mutex::new(()),
-        })
-    }
-
-    async fn fresh(&self) -> Result<Arc<Loaded>, KeyRingError> {
-        let now = self.clock.now();
-        let current = self.loaded.read().await.clone();
-        if current.loaded_at + self.config.reload_interval > now {
-            return Ok(current);
-        }
-        self.reload(Some(current.loaded_at)).await
-    }
-
-    /// Re-reads the keys unless another task did so since `seen` (then uses its result).
-    async fn reload(&self, seen: Option<OffsetDateTime>) -> Result<Arc<Loaded>, KeyRingError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        let current = self.loaded.read().await.clone();
-        if seen.is_some_and(|seen| current.loaded_at > seen) {
-            return Ok(current);
-        }
-        let loaded =
-            Arc::new(load_keys(self.store.as_ref(), self.clock.as_ref(), &self.config).await?);
-        *self.loaded.write().await = loaded.clone();
-        Ok(loaded)
-    }
-
-    /// Signs an access token with the current key.
-    pub async fn issue(
-        &self,
-        sub: &str,
-        sid: &str,
-        email: &str,
-        email_verified: bool,
-    ) -> Result<(String, AccessClaims), KeyRingError> {
-        let loaded = self.fresh().await?;
-        loaded
-            .issuer
-            .issue(sub, sid, email, email_verified, self.clock.now())
-            .map_err(|e| KeyRingError::Keys(e.into()))
-    }
-
-    /// Verifies an access token against the published keys; an unknown `kid` triggers one
-    /// reload (another instance may have rotated).
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        let loaded = self.fresh().await?;
-        match loaded.verifier.verify(token, self.clock.now()) {
-            Err(TokenError::UnknownKey) => {
-                let reloaded = self.reload(Some(loaded.loaded_at)).await?;
-                Ok(reloaded.verifier.verify(token, self.clock.now())?)
-            }
-            other => Ok(other?),
-        }
-    }
-
-    /// The published public keys.
-    pub async fn jwks(&self) -> Result<Jwks, KeyRingError> {
-        Ok(self.fresh().await?.jwks.clone())
-    }
 }
 
 /// Verification failed because of the token, or because the keys could not be loaded.
@@ -156,13 +123,122 @@ impl From<StoreError> for VerifyError {
     }
 }
 
-/// Replaces the current signing key with a new one now (`aidlc-auth keys rotate`). Returns the
-/// new key id.
+impl KeyRing {
+    /// Loads the keys, creating the first one if the store has none.
+    pub async fn load(
+        store: Arc<dyn KeyStore>,
+        clock: Arc<dyn Clock>,
+        config: KeyRingConfig,
+    ) -> anyhow::Result<Self> {
+        let loaded = load_keys(store.as_ref(), clock.as_ref(), &config)
+            .await
+            .context("loading signing keys")?;
+        Ok(Self {
+            store,
+            clock,
+            config,
+            loaded: RwLock::new(Arc::new(loaded)),
+            reloading: Mutex::new(()),
+            quiet_until: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn quiet_until(&self) -> Option<OffsetDateTime> {
+        *self
+            .quiet_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stay_quiet(&self, now: OffsetDateTime) {
+        *self
+            .quiet_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(now + RELOAD_BACKOFF);
+    }
+
+    /// The cached keys, re-read first when they are older than the reload interval.
+    async fn fresh(&self) -> Result<Arc<Loaded>, KeyRingError> {
+        let current = self.loaded.read().await.clone();
+        if current.loaded_at + self.config.reload_interval > self.clock.now() {
+            return Ok(current);
+        }
+        self.reload(current, false).await
+    }
+
+    /// Re-reads the keys, one task at a time. A task that waited finds the result of the one
+    /// before it. While the store is failing, or (when `forced`, on an unknown `kid`) shortly
+    /// after another forced reload, the cached keys are used: keys change only through the
+    /// store, so they are still right, and a storm of requests does not queue behind it.
+    async fn reload(&self, seen: Arc<Loaded>, forced: bool) -> Result<Arc<Loaded>, KeyRingError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.loaded.read().await.clone();
+        let now = self.clock.now();
+        if current.loaded_at > seen.loaded_at || self.quiet_until().is_some_and(|t| t > now) {
+            return Ok(current);
+        }
+        match load_keys(self.store.as_ref(), self.clock.as_ref(), &self.config).await {
+            Ok(loaded) => {
+                if forced {
+                    self.stay_quiet(now);
+                }
+                let loaded = Arc::new(loaded);
+                *self.loaded.write().await = loaded.clone();
+                Ok(loaded)
+            }
+            Err(KeyRingError::Store(e)) => {
+                tracing::warn!(error = %e, "reloading signing keys failed; using the cached ones");
+                self.stay_quiet(now);
+                Ok(current)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs an access token with the key that signs now.
+    pub async fn issue(
+        &self,
+        sub: &str,
+        sid: &str,
+        email: &str,
+        email_verified: bool,
+    ) -> Result<(String, AccessClaims), KeyRingError> {
+        let loaded = self.fresh().await?;
+        let now = self.clock.now();
+        let signer = loaded
+            .signer(now)
+            .ok_or_else(|| KeyRingError::Keys(anyhow::anyhow!("no signing key loaded")))?;
+        signer
+            .issue(sub, sid, email, email_verified, now)
+            .map_err(|e| KeyRingError::Keys(e.into()))
+    }
+
+    /// Verifies an access token against the published keys; an unknown `kid` may trigger a
+    /// reload (a key rotated on another instance).
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let loaded = self.fresh().await?;
+        match loaded.verifier.verify(token, self.clock.now()) {
+            Err(TokenError::UnknownKey) => {
+                let reloaded = self.reload(loaded, true).await?;
+                Ok(reloaded.verifier.verify(token, self.clock.now())?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The published public keys.
+    pub async fn jwks(&self) -> Result<Jwks, KeyRingError> {
+        Ok(self.fresh().await?.jwks.clone())
+    }
+}
+
+/// Starts a rotation (`aidlc-auth keys rotate`): a new key, published now, signing from
+/// `now + activation_delay`, when the current one retires. Returns the new key.
 pub async fn rotate_now(
     store: &dyn KeyStore,
     clock: &dyn Clock,
     config: &KeyRingConfig,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<StoredKey> {
     for _ in 0..3 {
         let now = clock.now();
         let keys = store.published(now - config.retired_key_window()).await?;
@@ -170,21 +246,22 @@ pub async fn rotate_now(
             .iter()
             .find(|k| k.retired_at.is_none())
             .map(|k| k.kid.clone());
-        let new = new_stored_key(now)?;
-        if store.rotate(current.as_deref(), &new, now).await? {
-            tracing::info!(kid = %new.kid, retired = ?current, "signing key rotated");
-            return Ok(new.kid);
+        let new = new_stored_key(now, now + config.activation_delay())?;
+        if store.rotate(current.as_deref(), &new).await? {
+            tracing::info!(kid = %new.kid, replaces = ?current, activates_at = %new.activates_at, "signing key rotation started");
+            return Ok(new);
         }
     }
     anyhow::bail!("another instance kept rotating the signing key; try again")
 }
 
-fn new_stored_key(now: OffsetDateTime) -> anyhow::Result<StoredKey> {
+fn new_stored_key(now: OffsetDateTime, activates_at: OffsetDateTime) -> anyhow::Result<StoredKey> {
     let key = SigningKey::generate().context("generating a signing key")?;
     Ok(StoredKey {
         kid: key.kid().to_owned(),
         private_key: key.to_stored_bytes().to_vec(),
         created_at: now,
+        activates_at,
         retired_at: None,
     })
 }
@@ -197,25 +274,25 @@ async fn load_keys(
     for _ in 0..3 {
         let now = clock.now();
         let stored = store.published(now - config.retired_key_window()).await?;
-        let current = stored.iter().find(|k| k.retired_at.is_none());
-        let due = match (current, config.rotation_interval) {
-            (None, _) => true,
-            (Some(k), Some(every)) => k.created_at + every <= now,
-            (Some(_), None) => false,
-        };
-        if due {
-            let new = new_stored_key(now).map_err(KeyRingError::Keys)?;
-            // Losing the race to another instance is fine: the next pass loads its key.
-            if store
-                .rotate(current.map(|k| k.kid.as_str()), &new, now)
-                .await?
-            {
-                tracing::info!(kid = %new.kid, "signing key created");
+        let newest = stored.iter().find(|k| k.retired_at.is_none());
+        match (newest, config.rotation_interval) {
+            // The very first key signs at once: there is nothing to stay compatible with.
+            (None, _) => {
+                let first = new_stored_key(now, now).map_err(KeyRingError::Keys)?;
+                // Losing the race to another instance is fine: the next pass loads its key.
+                if store.rotate(None, &first).await? {
+                    tracing::info!(kid = %first.kid, "first signing key created");
+                }
             }
-            continue;
+            (Some(k), Some(every)) if k.created_at + every <= now => {
+                let next = new_stored_key(now, now + config.activation_delay())
+                    .map_err(KeyRingError::Keys)?;
+                if store.rotate(Some(&k.kid), &next).await? {
+                    tracing::info!(kid = %next.kid, replaces = %k.kid, "scheduled signing key rotation started");
+                }
+            }
+            _ => return build(&stored, config, now).map_err(KeyRingError::Keys),
         }
-        let Some(current) = current else { continue };
-        return build(&stored, current, config, now).map_err(KeyRingError::Keys);
     }
     Err(KeyRingError::Keys(anyhow::anyhow!(
         "no current signing key after three attempts"
@@ -224,18 +301,26 @@ async fn load_keys(
 
 fn build(
     stored: &[StoredKey],
-    current: &StoredKey,
     config: &KeyRingConfig,
     now: OffsetDateTime,
 ) -> anyhow::Result<Loaded> {
-    let keys = stored
-        .iter()
-        .map(|k| {
-            SigningKey::from_stored_bytes(k.kid.clone(), &k.private_key)
-                .with_context(|| format!("stored key {}", k.kid))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let signing = SigningKey::from_stored_bytes(current.kid.clone(), &current.private_key)?;
+    let mut keys = Vec::with_capacity(stored.len());
+    let mut signers = Vec::with_capacity(stored.len());
+    for k in stored {
+        let key = SigningKey::from_stored_bytes(k.kid.clone(), &k.private_key)
+            .with_context(|| format!("stored signing key {}", k.kid))?;
+        signers.push(Signer {
+            issuer: AccessTokenIssuer {
+                key: SigningKey::from_stored_bytes(k.kid.clone(), &k.private_key)?,
+                issuer: config.issuer.clone(),
+                audience: config.audience.clone(),
+                ttl: config.access_token_ttl,
+            },
+            activates_at: k.activates_at,
+            retired_at: k.retired_at,
+        });
+        keys.push(key);
+    }
     let jwks = Jwks::from_signing_keys(keys.iter());
     let verifier = AccessTokenVerifier::new(
         &jwks.keys,
@@ -243,14 +328,8 @@ fn build(
         config.audience.clone(),
         MAX_LEEWAY,
     )?;
-    let issuer = AccessTokenIssuer {
-        key: signing,
-        issuer: config.issuer.clone(),
-        audience: config.audience.clone(),
-        ttl: config.access_token_ttl,
-    };
     Ok(Loaded {
-        issuer,
+        signers,
         verifier,
         jwks,
         loaded_at: now,

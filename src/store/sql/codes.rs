@@ -22,7 +22,9 @@ const CLAIM_TRY: &str = "UPDATE verification_codes SET attempts = attempts + 1 \
 // Of concurrent correct tries, exactly one deletes the row.
 const CONSUME_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 AND purpose = $2 \
      AND code_hash = $3 RETURNING email";
-const DELETE_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 AND purpose = $2";
+// Only the code that was exhausted: a newer code written meanwhile stays.
+const DELETE_CODE: &str = "DELETE FROM verification_codes WHERE email = $1 AND purpose = $2 \
+     AND code_hash = $3";
 const START_COOLDOWN: &str = "INSERT INTO code_cooldowns (email, purpose, until) \
      VALUES ($1, $2, $3) ON CONFLICT (email, purpose) DO UPDATE SET until = excluded.until \
      WHERE code_cooldowns.until <= $4 RETURNING until";
@@ -45,7 +47,7 @@ macro_rules! impl_code_store {
                         .bind(purpose.as_str())
                         .bind(code.hash.as_str())
                         .bind(DbTime(code.expires_at))
-                        .bind(DbTime(code.expires_at))
+                        .bind(DbTime(code.issued_at))
                         .execute(&self.pool)
                         .await
                 })
@@ -90,6 +92,7 @@ macro_rules! impl_code_store {
                         sqlx::query(DELETE_CODE)
                             .bind(email.as_str())
                             .bind(purpose.as_str())
+                            .bind(stored.as_str())
                             .execute(&self.pool)
                             .await?;
                     }

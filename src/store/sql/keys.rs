@@ -11,17 +11,19 @@ struct KeyRow {
     kid: String,
     private_key: Vec<u8>,
     created_at: DbTime,
+    activates_at: DbTime,
     retired_at: Option<DbTime>,
 }
 
-const PUBLISHED_KEYS: &str = "SELECT kid, private_key, created_at, retired_at FROM signing_keys \
+const PUBLISHED_KEYS: &str = "SELECT kid, private_key, created_at, activates_at, retired_at \
+     FROM signing_keys \
      WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid";
 const RETIRE_CURRENT: &str =
     "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL";
 // The partial unique index allows one current key: a second instance racing to create the
 // first key inserts nothing.
-const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, private_key, created_at) \
-     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, private_key, created_at, activates_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 
 macro_rules! impl_key_store {
     ($db:ty) => {
@@ -44,23 +46,19 @@ macro_rules! impl_key_store {
                         kid: r.kid,
                         private_key: r.private_key,
                         created_at: r.created_at.0,
+                        activates_at: r.activates_at.0,
                         retired_at: r.retired_at.map(|t| t.0),
                     })
                     .collect())
             }
 
-            async fn rotate(
-                &self,
-                current: Option<&str>,
-                new: &StoredKey,
-                now: OffsetDateTime,
-            ) -> StoreResult<bool> {
+            async fn rotate(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
                 bounded(self.timeout, "rotating signing key", async {
                     let mut tx = self.pool.begin().await?;
                     if let Some(current) = current {
                         let retired = sqlx::query(RETIRE_CURRENT)
                             .bind(current)
-                            .bind(DbTime(now))
+                            .bind(DbTime(new.activates_at))
                             .execute(&mut *tx)
                             .await?;
                         if retired.rows_affected() != 1 {
@@ -72,6 +70,7 @@ macro_rules! impl_key_store {
                         .bind(new.kid.as_str())
                         .bind(new.private_key.as_slice())
                         .bind(DbTime(new.created_at))
+                        .bind(DbTime(new.activates_at))
                         .execute(&mut *tx)
                         .await?;
                     if inserted.rows_affected() != 1 {

@@ -53,12 +53,12 @@ const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = $2 WHERE id = $1
 const REVOKE_FAMILY: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
      WHERE id = $1 AND revoked_at IS NULL";
 const REVOKE_OWN: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
-     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3";
 const LIST_SESSIONS: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
      user_agent, ip, revoked_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
      AND expires_at > $2 ORDER BY created_at DESC";
 const REVOKE_ALL: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
-     WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4";
+     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id <> $4";
 
 macro_rules! impl_session_store {
     ($db:ty) => {

@@ -48,7 +48,7 @@ const INSERT_USER: &str = "INSERT INTO users (id, email, full_name, password_has
 const UPDATE_PENDING_USER: &str = "UPDATE users SET full_name = $2, password_hash = $3, \
      updated_at = $4 WHERE id = $1 AND status = 'pending'";
 const ACTIVATE_USER: &str = "UPDATE users SET status = 'active', verified_at = $2, \
-     updated_at = $2 WHERE id = $1 AND status = 'pending'";
+     updated_at = $2 WHERE id = $1 AND status = 'pending' AND password_hash = $3";
 
 macro_rules! impl_user_store {
     ($db:ty) => {
@@ -118,11 +118,17 @@ macro_rules! impl_user_store {
                 Ok(result.rows_affected() == 1)
             }
 
-            async fn activate(&self, id: UserId, now: OffsetDateTime) -> StoreResult<bool> {
+            async fn activate(
+                &self,
+                id: UserId,
+                password_hash: &PasswordHash,
+                now: OffsetDateTime,
+            ) -> StoreResult<bool> {
                 let result = bounded(self.timeout, "activating user", async {
                     sqlx::query(ACTIVATE_USER)
                         .bind(id.0)
                         .bind(DbTime(now))
+                        .bind(password_hash.as_str())
                         .execute(&self.pool)
                         .await
                 })
