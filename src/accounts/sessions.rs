@@ -1,6 +1,7 @@
 //! Sessions: a refresh-token family per login, short-lived access tokens, rotation with reuse
 //! detection, and the owner's view of their sessions.
 
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AccountError, Accounts, ClientInfo};
@@ -35,6 +36,13 @@ pub struct Authenticated {
 }
 
 impl Accounts {
+    /// Sessions used after this are not idle (the Unix epoch when there is no idle timeout).
+    fn used_after(&self, now: OffsetDateTime) -> OffsetDateTime {
+        self.policy
+            .session_idle_timeout
+            .map_or(OffsetDateTime::UNIX_EPOCH, |idle| now - idle)
+    }
+
     fn refresh_rules(&self) -> RefreshRules {
         RefreshRules {
             grace: self.policy.refresh_grace,
@@ -178,12 +186,14 @@ impl Accounts {
     /// `POST /api/auth/logout`: ends the caller's session.
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, caller: &Authenticated) -> Result<(), AccountError> {
+        let now = self.clock.now();
         self.stores
             .sessions
             .revoke(
                 caller.session.id,
                 caller.user.id.0,
-                self.clock.now(),
+                now,
+                self.used_after(now),
                 "logout",
             )
             .await?;
@@ -199,10 +209,17 @@ impl Accounts {
         keep_current: bool,
     ) -> Result<u64, AccountError> {
         let keep = keep_current.then_some(caller.session.id);
+        let now = self.clock.now();
         let ended = self
             .stores
             .sessions
-            .revoke_all(caller.user.id.0, keep, self.clock.now(), "logout_all")
+            .revoke_all(
+                caller.user.id.0,
+                keep,
+                now,
+                self.used_after(now),
+                "logout_all",
+            )
             .await?;
         tracing::info!(user_id = %caller.user.id.0, ended, keep_current, "logged out everywhere");
         Ok(ended)
@@ -228,10 +245,17 @@ impl Accounts {
         caller: &Authenticated,
         id: Uuid,
     ) -> Result<(), AccountError> {
+        let now = self.clock.now();
         if self
             .stores
             .sessions
-            .revoke(id, caller.user.id.0, self.clock.now(), "revoked_by_user")
+            .revoke(
+                id,
+                caller.user.id.0,
+                now,
+                self.used_after(now),
+                "revoked_by_user",
+            )
             .await?
         {
             Ok(())

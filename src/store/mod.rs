@@ -225,19 +225,23 @@ pub trait SessionStore: Send + Sync {
     /// The user's sessions that are not revoked and not past their absolute lifetime.
     async fn list(&self, user_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<Session>>;
     /// Revokes one of the user's sessions; false if it is not theirs or already revoked.
+    /// Only a live session counts: not past its lifetime at `now` and used after `used_after`
+    /// (the idle cut-off).
     async fn revoke(
         &self,
         id: Uuid,
         user_id: Uuid,
         now: OffsetDateTime,
+        used_after: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<bool>;
-    /// Revokes every live session of the user except `keep`; returns how many.
+    /// Revokes every live session of the user (as for `revoke`) except `keep`; returns how many.
     async fn revoke_all(
         &self,
         user_id: Uuid,
         keep: Option<Uuid>,
         now: OffsetDateTime,
+        used_after: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<u64>;
 }

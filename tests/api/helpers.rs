@@ -253,6 +253,37 @@ impl TestDatabase {
         }
     }
 
+    /// The stored PKCS#8 private key of signing key `kid`, read directly.
+    pub async fn signing_key(&self, kid: &str) -> Option<Vec<u8>> {
+        const SQL: &str = "SELECT private_key FROM signing_keys WHERE kid = $1";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.direct_url)
+                    .await
+                    .expect("opening the SQLite test database");
+                let key = sqlx::query_scalar(SQL)
+                    .bind(kid)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                key
+            }
+            Backend::PostgresRedis => {
+                let mut conn = sqlx::PgConnection::connect(&self.direct_url)
+                    .await
+                    .expect("connecting to the PostgreSQL test database");
+                let key = sqlx::query_scalar(SQL)
+                    .bind(kid)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                key
+            }
+        }
+    }
+
     /// Drops the database, the Redis keys and the temp dir (best effort).
     async fn remove(&mut self) {
         if let Some(dir) = self.sqlite_dir.take() {
@@ -543,6 +574,22 @@ impl TestApp {
         .await
     }
 
+    /// `POST /api/auth/login` with a password, sent with `User-Agent: user_agent`.
+    pub async fn login_password_as(
+        &self,
+        email: &str,
+        password: &str,
+        user_agent: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/auth/login"))
+            .header(reqwest::header::USER_AGENT, user_agent)
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("POST failed")
+    }
+
     /// `POST /api/auth/login` without a password (asks for a login code).
     pub async fn request_login_code(&self, email: &str) -> reqwest::Response {
         self.post_json("/api/auth/login", &json!({ "email": email }))
@@ -584,6 +631,44 @@ impl TestApp {
     /// `POST /api/auth/logout`.
     pub async fn logout(&self, token: &str) -> reqwest::Response {
         self.post_with_token("/api/auth/logout", token).await
+    }
+
+    /// `POST /api/auth/logout-all` with the bearer `token` and, if given, a JSON body.
+    pub async fn logout_all(&self, token: &str, body: Option<&Value>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/api/auth/logout-all"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("POST failed")
+    }
+
+    /// `GET /api/auth/sessions`.
+    pub async fn sessions(&self, token: &str) -> reqwest::Response {
+        self.get_with_token("/api/auth/sessions", token).await
+    }
+
+    /// `DELETE /api/auth/sessions/{id}`.
+    pub async fn delete_session(&self, token: &str, id: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/api/auth/sessions/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("DELETE failed")
+    }
+
+    /// `POST /api/auth/introspect`.
+    pub async fn introspect(&self, token: &str) -> reqwest::Response {
+        self.post_json("/api/auth/introspect", &json!({ "token": token }))
+            .await
+    }
+
+    /// `GET /.well-known/jwks.json`, expecting 200; the key set.
+    pub async fn jwks(&self) -> Value {
+        expect_json(self.get("/.well-known/jwks.json").await, StatusCode::OK).await
     }
 
     // --- shortcuts ---
@@ -717,6 +802,56 @@ pub fn refresh_token(session: &Value) -> String {
         .as_str()
         .expect("refresh_token")
         .to_owned()
+}
+
+/// The session id of a token-pair body.
+pub fn session_id(session: &Value) -> String {
+    session["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_owned()
+}
+
+/// One base64url (no padding) JSON part of a compact JWS: 0 the header, 1 the claims.
+fn jws_part(jws: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = jws
+        .split('.')
+        .nth(index)
+        .unwrap_or_else(|| panic!("not a compact JWS: {jws}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap_or_else(|e| panic!("JWS part {index} is not base64url ({e}): {jws}"));
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("JWS part {index} is not JSON ({e}): {jws}"))
+}
+
+/// The decoded (unverified) JOSE header of a JWT.
+pub fn jwt_header(jwt: &str) -> Value {
+    jws_part(jwt, 0)
+}
+
+/// The decoded (unverified) claims of a JWT.
+pub fn jwt_claims(jwt: &str) -> Value {
+    jws_part(jwt, 1)
+}
+
+/// The `kid` header of a JWT.
+pub fn jwt_kid(jwt: &str) -> String {
+    jwt_header(jwt)["kid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no kid in the header of {jwt}"))
+        .to_owned()
+}
+
+/// The `kid`s a JWK Set publishes, in order.
+pub fn jwks_kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a JWK Set: {jwks}"))
+        .iter()
+        .map(|k| k["kid"].as_str().expect("every JWK has a kid").to_owned())
+        .collect()
 }
 
 /// A well-formed code that differs from `code`.

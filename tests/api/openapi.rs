@@ -20,6 +20,13 @@ async fn openapi_document_is_3_1_and_lists_every_route() {
         ("/api/auth/resend-code", "post"),
         ("/api/auth/me", "get"),
         ("/api/auth/logout", "post"),
+        ("/api/auth/refresh", "post"),
+        ("/api/auth/logout-all", "post"),
+        ("/api/auth/sessions", "get"),
+        ("/api/auth/sessions/{id}", "delete"),
+        ("/api/auth/introspect", "post"),
+        ("/.well-known/jwks.json", "get"),
+        ("/.well-known/openid-configuration", "get"),
         ("/health", "get"),
         ("/health/ready", "get"),
     ] {

@@ -53,12 +53,14 @@ const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = $2 WHERE id = $1
 const REVOKE_FAMILY: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
      WHERE id = $1 AND revoked_at IS NULL";
 const REVOKE_OWN: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
-     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3";
+     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 \
+     AND last_used_at > $5";
 const LIST_SESSIONS: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
      user_agent, ip, revoked_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
      AND expires_at > $2 ORDER BY created_at DESC";
 const REVOKE_ALL: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
-     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id <> $4";
+     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id <> $4 \
+     AND last_used_at > $5";
 
 macro_rules! impl_session_store {
     ($db:ty) => {
@@ -201,6 +203,7 @@ macro_rules! impl_session_store {
                 id: Uuid,
                 user_id: Uuid,
                 now: OffsetDateTime,
+                used_after: OffsetDateTime,
                 reason: &str,
             ) -> StoreResult<bool> {
                 let result = bounded(self.timeout, "revoking session", async {
@@ -209,6 +212,7 @@ macro_rules! impl_session_store {
                         .bind(user_id)
                         .bind(DbTime(now))
                         .bind(reason)
+                        .bind(DbTime(used_after))
                         .execute(&self.pool)
                         .await
                 })
@@ -221,6 +225,7 @@ macro_rules! impl_session_store {
                 user_id: Uuid,
                 keep: Option<Uuid>,
                 now: OffsetDateTime,
+                used_after: OffsetDateTime,
                 reason: &str,
             ) -> StoreResult<u64> {
                 let result = bounded(self.timeout, "revoking sessions", async {
@@ -229,6 +234,7 @@ macro_rules! impl_session_store {
                         .bind(DbTime(now))
                         .bind(reason)
                         .bind(keep.unwrap_or(Uuid::nil()))
+                        .bind(DbTime(used_after))
                         .execute(&self.pool)
                         .await
                 })
