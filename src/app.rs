@@ -177,11 +177,6 @@ pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
 /// and verifier has seen it; the old one stays published until the tokens it signed have
 /// expired. Returns the new key.
 pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<crate::store::StoredKey> {
-    let stores = Stores::connect(settings).await?;
-    crate::tokens::rotate_now(
-        stores.keys.as_ref(),
-        &SystemClock,
-        &key_ring_config(settings),
-    )
-    .await
+    let keys = crate::store::connect_key_store(settings).await?;
+    crate::tokens::rotate_now(keys.as_ref(), &SystemClock, &key_ring_config(settings)).await
 }

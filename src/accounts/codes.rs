@@ -1,7 +1,6 @@
 //! Issuing and checking one-time codes: generation, keyed hashing, cooldown, mail.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use super::{AccountError, Accounts};
 use crate::domain::{CodePurpose, EmailAddress, OneTimeCode};
@@ -25,11 +24,7 @@ impl CodeHasher {
 
     /// HMAC-SHA256 over purpose, address and code, hex.
     pub fn hash(&self, email: &EmailAddress, purpose: CodePurpose, code: &OneTimeCode) -> String {
-        // Any key length is valid for HMAC.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC accepts keys of any length"),
-        };
+        let mut mac = crate::domain::hmac_sha256(&self.key);
         for part in [purpose.as_str(), email.as_str(), code.expose()] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());

@@ -231,11 +231,11 @@ impl Accounts {
         caller: &Authenticated,
     ) -> Result<Vec<Session>, AccountError> {
         let now = self.clock.now();
-        let sessions = self.stores.sessions.list(caller.user.id.0, now).await?;
-        Ok(sessions
-            .into_iter()
-            .filter(|s| s.is_live(now, self.policy.session_idle_timeout))
-            .collect())
+        Ok(self
+            .stores
+            .sessions
+            .list(caller.user.id.0, now, self.used_after(now))
+            .await?)
     }
 
     /// `DELETE /api/auth/sessions/{id}`: ends one of the caller's sessions.

@@ -12,7 +12,7 @@ pub use email_address::EmailAddress;
 pub use full_name::FullName;
 pub use password::{Password, PasswordHash};
 pub use token::RefreshToken;
-pub(crate) use token::hex;
+pub(crate) use token::{hex, hmac_sha256};
 pub use user::{User, UserId, UserStatus};
 
 /// Why a raw value was refused; the message is safe to show to the client.

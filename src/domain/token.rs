@@ -37,8 +37,7 @@ impl RefreshToken {
     /// same successor can be handed out again within the grace window without ever storing a
     /// token in clear.
     pub fn successor(&self, key: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        let mut mac = hmac_sha256(key);
         mac.update(b"aidlc-auth refresh successor\0");
         mac.update(self.0.as_bytes());
         Self(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
@@ -49,6 +48,12 @@ impl fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RefreshToken([REDACTED])")
     }
+}
+
+/// HMAC-SHA256 keyed with `key`.
+pub(crate) fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"))
 }
 
 /// Lower-case hex of `bytes`.

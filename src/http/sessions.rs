@@ -79,7 +79,7 @@ pub struct IntrospectRequest {
 }
 
 /// RFC 7662-style answer: `active` false says nothing more.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Default)]
 pub struct IntrospectResponse {
     /// Signature, lifetime, session and account are all good.
     active: bool,
@@ -220,15 +220,6 @@ pub async fn introspect(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<IntrospectRequest>,
 ) -> Result<Json<IntrospectResponse>, ApiError> {
-    let inactive = IntrospectResponse {
-        active: false,
-        sub: None,
-        sid: None,
-        email: None,
-        exp: None,
-        iat: None,
-        token_type: None,
-    };
     Ok(Json(
         match state.accounts.introspect(body.token.trim()).await? {
             Some(caller) => IntrospectResponse {
@@ -240,7 +231,7 @@ pub async fn introspect(
                 iat: Some(caller.claims.iat),
                 token_type: Some("Bearer"),
             },
-            None => inactive,
+            None => IntrospectResponse::default(),
         },
     ))
 }

@@ -222,8 +222,14 @@ pub trait SessionStore: Send + Sync {
         now: OffsetDateTime,
         rules: RefreshRules,
     ) -> StoreResult<Rotation>;
-    /// The user's sessions that are not revoked and not past their absolute lifetime.
-    async fn list(&self, user_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<Session>>;
+    /// The user's live sessions: not revoked, not past their lifetime at `now`, used after
+    /// `used_after` (the idle cut-off); newest first.
+    async fn list(
+        &self,
+        user_id: Uuid,
+        now: OffsetDateTime,
+        used_after: OffsetDateTime,
+    ) -> StoreResult<Vec<Session>>;
     /// Revokes one of the user's sessions; false if it is not theirs or already revoked.
     /// Only a live session counts: not past its lifetime at `now` and used after `used_after`
     /// (the idle cut-off).
@@ -360,6 +366,11 @@ impl Stores {
         }
         Ok(stores)
     }
+}
+
+/// The signing-key store alone (for `keys rotate`, which needs neither Redis nor the rest).
+pub async fn connect_key_store(settings: &Settings) -> anyhow::Result<Arc<dyn KeyStore>> {
+    Ok(sql::connect(settings).await?.keys)
 }
 
 /// Applies the SQL migrations for the configured database and returns.

@@ -304,14 +304,13 @@ fn build(
     config: &KeyRingConfig,
     now: OffsetDateTime,
 ) -> anyhow::Result<Loaded> {
-    let mut keys = Vec::with_capacity(stored.len());
     let mut signers = Vec::with_capacity(stored.len());
     for k in stored {
         let key = SigningKey::from_stored_bytes(k.kid.clone(), &k.private_key)
             .with_context(|| format!("stored signing key {}", k.kid))?;
         signers.push(Signer {
             issuer: AccessTokenIssuer {
-                key: SigningKey::from_stored_bytes(k.kid.clone(), &k.private_key)?,
+                key,
                 issuer: config.issuer.clone(),
                 audience: config.audience.clone(),
                 ttl: config.access_token_ttl,
@@ -319,9 +318,8 @@ fn build(
             activates_at: k.activates_at,
             retired_at: k.retired_at,
         });
-        keys.push(key);
     }
-    let jwks = Jwks::from_signing_keys(keys.iter());
+    let jwks = Jwks::from_signing_keys(signers.iter().map(|s| &s.issuer.key));
     let verifier = AccessTokenVerifier::new(
         &jwks.keys,
         config.issuer.clone(),

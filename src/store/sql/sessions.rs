@@ -57,7 +57,7 @@ const REVOKE_OWN: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = 
      AND last_used_at > $5";
 const LIST_SESSIONS: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
      user_agent, ip, revoked_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
-     AND expires_at > $2 ORDER BY created_at DESC";
+     AND expires_at > $2 AND last_used_at > $3 ORDER BY created_at DESC";
 const REVOKE_ALL: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
      WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id <> $4 \
      AND last_used_at > $5";
@@ -186,11 +186,17 @@ macro_rules! impl_session_store {
                 .await
             }
 
-            async fn list(&self, user_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<Session>> {
+            async fn list(
+                &self,
+                user_id: Uuid,
+                now: OffsetDateTime,
+                used_after: OffsetDateTime,
+            ) -> StoreResult<Vec<Session>> {
                 let rows = bounded(self.timeout, "listing sessions", async {
                     sqlx::query_as::<_, SessionRow>(LIST_SESSIONS)
                         .bind(user_id)
                         .bind(DbTime(now))
+                        .bind(DbTime(used_after))
                         .fetch_all(&self.pool)
                         .await
                 })
