@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::accounts::{Accounts, CodeHasher, Deps, Hasher, Policy};
@@ -14,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{EmailTransport, Settings};
 use crate::email::{EmailSender, LogSender};
 use crate::http::{self, AppState};
-use crate::store::Stores;
+use crate::store::{Stores, SweepCutoffs, shared_secret};
 use crate::tokens::{KeyRing, KeyRingConfig};
 
 /// Replacements for the production collaborators (tests use a manual clock and a mailbox).
@@ -56,10 +55,11 @@ impl App {
             .unwrap_or_else(|| match settings.email_transport {
                 EmailTransport::Log => Arc::new(LogSender),
             });
-        let stores = Stores::connect(&settings).await?;
+        let stores = Stores::connect(&settings, clock.as_ref()).await?;
 
-        let code_key = shared_secret(&stores, clock.as_ref(), CodeHasher::SECRET_NAME).await?;
-        let refresh_key = shared_secret(&stores, clock.as_ref(), REFRESH_SECRET_NAME).await?;
+        let secrets = stores.secrets.as_ref();
+        let code_key = shared_secret(secrets, clock.as_ref(), CodeHasher::SECRET_NAME).await?;
+        let refresh_key = shared_secret(secrets, clock.as_ref(), REFRESH_SECRET_NAME).await?;
         let argon2 = settings.argon2;
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(argon2))
             .await
@@ -82,6 +82,7 @@ impl App {
         let state = AppState {
             accounts,
             issuer: settings.jwt_issuer.clone(),
+            introspection_secret: settings.introspection_secret.clone(),
         };
         let router = http::router(state);
         let listener = TcpListener::bind((settings.host, settings.port))
@@ -112,6 +113,7 @@ impl App {
             self.clock.clone(),
             self.settings.sweep_interval,
             self.keyring_config.retired_key_window(),
+            self.settings.pending_account_ttl,
         ));
         tracing::info!(port = self.port(), environment = ?self.settings.environment, "Application startup complete");
         let served = axum::serve(
@@ -127,20 +129,26 @@ impl App {
     }
 }
 
-/// Deletes expired SQL codes, cooldowns, sessions and signing keys no longer published
-/// (Redis expires its own keys).
+/// Deletes expired SQL codes, cooldowns, sessions, signing keys no longer published, and
+/// pending accounts never verified (Redis expires its own keys).
 async fn sweep_forever(
     stores: Stores,
     clock: Arc<dyn Clock>,
     every: Duration,
     key_window: Duration,
+    pending_ttl: Duration,
 ) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let now = clock.now();
-        match stores.sweeper.sweep_expired(now, now - key_window).await {
+        let cutoffs = SweepCutoffs {
+            now,
+            keys_retired_before: now - key_window,
+            pending_before: now - pending_ttl,
+        };
+        match stores.sweeper.sweep_expired(cutoffs).await {
             Ok(0) => {}
             Ok(removed) => tracing::debug!(removed, "swept expired rows"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
@@ -150,17 +158,6 @@ async fn sweep_forever(
 
 /// Name of the shared key that derives each refresh token's successor.
 const REFRESH_SECRET_NAME: &str = "refresh-successor-key";
-
-/// A 32-byte secret shared by every instance through the database, created on first start.
-async fn shared_secret(stores: &Stores, clock: &dyn Clock, name: &str) -> anyhow::Result<Vec<u8>> {
-    let mut candidate = [0u8; 32];
-    rand::rng().fill_bytes(&mut candidate);
-    stores
-        .secrets
-        .get_or_create(name, &candidate, clock.now())
-        .await
-        .with_context(|| format!("loading the shared secret {name}"))
-}
 
 /// The key ring's settings.
 pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
@@ -179,4 +176,13 @@ pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
 pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<crate::store::StoredKey> {
     let keys = crate::store::connect_key_store(settings).await?;
     crate::tokens::rotate_now(keys.as_ref(), &SystemClock, &key_ring_config(settings)).await
+}
+
+/// `aidlc-auth keys revoke <kid>`: for a key that has leaked. It stops signing and leaves the
+/// JWKS at once in the shared store, a new key signs from now, and every instance refuses
+/// tokens with that `kid` after its next key reload. Returns the `kid` that signs now, or None
+/// when no published key has `kid`.
+pub async fn revoke_signing_key(settings: &Settings, kid: &str) -> anyhow::Result<Option<String>> {
+    let keys = crate::store::connect_key_store(settings).await?;
+    crate::tokens::revoke_key(keys.as_ref(), &SystemClock, kid).await
 }

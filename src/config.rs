@@ -132,6 +132,12 @@ pub struct Settings {
     pub key_rotation_interval: Option<Duration>,
     /// How often an instance re-reads the signing keys (it also does on an unknown `kid`).
     pub key_reload_interval: Duration,
+    /// Pending accounts not registered again or verified for this long are deleted (7 days).
+    pub pending_account_ttl: Duration,
+    /// Live sessions one user may hold; a new one ends the oldest (20).
+    pub max_sessions_per_user: u32,
+    /// When set, `POST /api/auth/introspect` answers only callers presenting it.
+    pub introspection_secret: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -162,6 +168,9 @@ impl Default for Settings {
             session_idle_timeout: None,
             key_rotation_interval: Some(Duration::from_secs(30 * 86_400)),
             key_reload_interval: Duration::from_secs(60),
+            pending_account_ttl: Duration::from_secs(7 * 86_400),
+            max_sessions_per_user: 20,
+            introspection_secret: None,
         }
     }
 }
@@ -195,6 +204,9 @@ const KNOWN_AIDLC_VARS: &[&str] = &[
     "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS",
     "AIDLC_KEY_ROTATION_SECONDS",
     "AIDLC_KEY_RELOAD_SECONDS",
+    "AIDLC_PENDING_ACCOUNT_TTL_SECONDS",
+    "AIDLC_MAX_SESSIONS_PER_USER",
+    "AIDLC_INTROSPECTION_SECRET",
 ];
 
 impl Settings {
@@ -294,6 +306,17 @@ impl Settings {
                 "AIDLC_KEY_RELOAD_SECONDS",
                 d.key_reload_interval,
             )?,
+            pending_account_ttl: seconds_or(
+                &vars,
+                "AIDLC_PENDING_ACCOUNT_TTL_SECONDS",
+                d.pending_account_ttl,
+            )?,
+            max_sessions_per_user: parse_or(
+                &vars,
+                "AIDLC_MAX_SESSIONS_PER_USER",
+                d.max_sessions_per_user,
+            )?,
+            introspection_secret: get("AIDLC_INTROSPECTION_SECRET").map(SecretString::from),
         };
         settings.validate()?;
         Ok(settings)
@@ -340,6 +363,27 @@ impl Settings {
         if self.max_code_attempts == 0 {
             return Err(ConfigError(
                 "AIDLC_MAX_CODE_ATTEMPTS must be at least 1".into(),
+            ));
+        }
+        if self.pending_account_ttl < self.code_ttl {
+            return Err(ConfigError(
+                "AIDLC_PENDING_ACCOUNT_TTL_SECONDS must be at least the code lifetime \
+                 (an account must outlive the code that verifies it)"
+                    .into(),
+            ));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(ConfigError(
+                "AIDLC_MAX_SESSIONS_PER_USER must be at least 1".into(),
+            ));
+        }
+        if self
+            .introspection_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < 16)
+        {
+            return Err(ConfigError(
+                "AIDLC_INTROSPECTION_SECRET must have at least 16 characters".into(),
             ));
         }
         if self.dependency_timeout.is_zero() {
@@ -426,6 +470,12 @@ impl fmt::Debug for Settings {
             .field("session_idle_timeout", &self.session_idle_timeout)
             .field("key_rotation_interval", &self.key_rotation_interval)
             .field("key_reload_interval", &self.key_reload_interval)
+            .field("pending_account_ttl", &self.pending_account_ttl)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field(
+                "introspection_secret",
+                &self.introspection_secret.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -462,16 +512,40 @@ fn seconds_or(
     parse_or(vars, name, default.as_secs()).map(Duration::from_secs)
 }
 
-/// The URL with any password replaced by `***`, for logs and errors.
+/// Query parameters that carry a credential in a connection URL (libpq's `password`, and the
+/// names other drivers use).
+const SECRET_QUERY_KEYS: &[&str] = &["password", "pass", "passwd", "pwd", "secret", "token"];
+
+/// The URL with any password, in the user-info part or as a query parameter, replaced by
+/// `***`, for logs and errors.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparseable URL>".to_owned(),
+    let Ok(mut parsed) = url::Url::parse(raw) else {
+        return "<unparseable URL>".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    let secret_query = parsed
+        .query_pairs()
+        .any(|(k, _)| SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()));
+    if secret_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let hide = SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str());
+                (
+                    k.into_owned(),
+                    if hide {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -532,6 +606,25 @@ mod tests {
             shown.contains("postgres://postgres:***@db:5432/aidlc_auth"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn query_parameter_passwords_are_redacted_too() {
+        let shown = redact_url(
+            "postgres://db:5432/aidlc_auth?sslmode=verify-full&password=hunter2&PWD=x9y8",
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("x9y8"),
+            "{shown}"
+        );
+        assert!(shown.contains("sslmode=verify-full"), "{shown}");
+        assert!(shown.contains("password=***"), "{shown}");
+        let s = Settings::from_vars(vars(&[(
+            "DATABASE_URL",
+            "postgres://u@db/aidlc_auth?password=hunter2",
+        )]))
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 
     #[test]

@@ -63,6 +63,15 @@ impl ApiError {
         )
     }
 
+    /// An introspection caller without the right client credential (401, RFC 7662).
+    pub fn invalid_client() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "introspection needs the client credential (AIDLC_INTROSPECTION_SECRET)",
+        )
+    }
+
     /// Unknown route (404).
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
@@ -90,6 +99,12 @@ impl From<AccountError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid_code",
                 "the code is invalid or has expired",
+            ),
+            AccountError::PasswordRequired => Self::new(
+                StatusCode::CONFLICT,
+                "password_required",
+                "this address was registered more than once with different passwords: \
+                 send the password you registered with, together with the code",
             ),
             AccountError::InvalidCredentials => Self::new(
                 StatusCode::UNAUTHORIZED,

@@ -37,8 +37,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysAction {
-    /// Make a new key current now; the previous one stays published until its tokens expire.
+    /// Publish a new key now; it signs once every instance has seen it (2 minutes by default),
+    /// and the previous one stays published until its tokens expire.
     Rotate,
+    /// For a leaked key: stop signing with it and unpublish it now; a new key signs at once,
+    /// and every instance refuses tokens with this kid after its next key reload.
+    Revoke {
+        /// The key id (`kid`) to revoke, as in the JWKS.
+        kid: String,
+    },
 }
 
 #[tokio::main]
@@ -70,6 +77,21 @@ async fn main() -> ExitCode {
                 key.kid, key.activates_at
             );
         }),
+        Command::Keys {
+            action: KeysAction::Revoke { kid },
+        } => app::revoke_signing_key(&settings, &kid)
+            .await
+            .and_then(|signing| match signing {
+                Some(signing) => {
+                    println!(
+                        "signing key {kid} revoked; {signing} signs now; every instance refuses \
+                         {kid} within {} s (its key reload interval)",
+                        settings.key_reload_interval.as_secs()
+                    );
+                    Ok(())
+                }
+                None => Err(anyhow::anyhow!("no published signing key has kid {kid}")),
+            }),
         Command::Serve | Command::Healthcheck => serve(settings).await,
     };
     match result {

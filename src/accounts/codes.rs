@@ -106,6 +106,27 @@ impl Accounts {
         }
     }
 
+    /// Checks the code for (address, purpose) without spending it (the try is counted), or
+    /// fails with `InvalidCode`.
+    pub(super) async fn check_code(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        code: &OneTimeCode,
+    ) -> Result<(), AccountError> {
+        let hash = self.codes.hash(email, purpose, code);
+        let now = self.clock.now();
+        match self
+            .stores
+            .codes
+            .check(email, purpose, &hash, now, self.policy.max_code_attempts)
+            .await?
+        {
+            CodeCheck::Accepted => Ok(()),
+            CodeCheck::Rejected => Err(AccountError::InvalidCode),
+        }
+    }
+
     /// `POST /api/auth/resend-code`: a fresh code when the account is in the state the purpose
     /// needs (pending for registration, active for login); the same answer otherwise.
     #[tracing::instrument(skip_all, fields(purpose = purpose.as_str()))]

@@ -27,6 +27,10 @@ pub enum AccountError {
     /// The code is wrong, expired, used, exhausted, or was never issued: all look alike.
     #[error("the code is invalid or has expired")]
     InvalidCode,
+    /// The code is right, but the address was registered with different passwords: the one
+    /// to confirm must be sent along.
+    #[error("the password registered with is needed to confirm this registration")]
+    PasswordRequired,
     /// Any wrong e-mail/password combination, or an account that may not log in.
     #[error("invalid e-mail or password")]
     InvalidCredentials,
@@ -110,6 +114,8 @@ pub struct Policy {
     pub resend_cooldown: Duration,
     /// Wrong tries that kill a code.
     pub max_code_attempts: u32,
+    /// Live sessions one user may hold; a new one ends the oldest.
+    pub max_sessions_per_user: u32,
 }
 
 impl Policy {
@@ -122,6 +128,7 @@ impl Policy {
             refresh_grace: settings.refresh_grace,
             resend_cooldown: settings.resend_cooldown,
             max_code_attempts: settings.max_code_attempts,
+            max_sessions_per_user: settings.max_sessions_per_user,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Argon2id hashing on the blocking pool, and a dummy verification so an unknown address
 //! costs the same time as a wrong password.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltStri
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::AccountError;
@@ -53,6 +55,61 @@ impl Hasher {
             .map_err(AccountError::Unexpected)
     }
 
+    /// Hashes `password` with the salt of `like` (another registration of the same account),
+    /// so equal passwords give equal hashes and telling them apart costs no second run; a
+    /// fresh salt when `like` cannot be read.
+    pub async fn hash_like(
+        &self,
+        password: Password,
+        like: &PasswordHash,
+    ) -> Result<PasswordHash, AccountError> {
+        let _permit = self.permit().await?;
+        let params = self.params.clone();
+        let like = like.clone();
+        spawn_blocking_in_span(move || {
+            let salt = argon2::PasswordHash::new(like.as_str())
+                .ok()
+                .and_then(|parsed| parsed.salt.map(|salt| salt.as_str().to_owned()));
+            match salt {
+                Some(salt) => hash_with_salt(&params, password.expose(), &salt),
+                None => hash_blocking(&params, password.expose()),
+            }
+        })
+        .await?
+        .map_err(AccountError::Unexpected)
+    }
+
+    /// Which of `candidates` (hashes of one account's registrations) `password` matches. Argon2
+    /// runs once per distinct salt and parameters (once, when they share a salt), and once
+    /// against the dummy hash when there are no candidates, so no account costs the same.
+    pub async fn find_match(
+        &self,
+        password: SecretString,
+        candidates: Vec<PasswordHash>,
+    ) -> Result<Option<usize>, AccountError> {
+        if candidates.is_empty() {
+            self.verify(password, None).await?;
+            return Ok(None);
+        }
+        let _permit = self.permit().await?;
+        spawn_blocking_in_span(move || {
+            let mut computed: HashMap<&str, Option<String>> = HashMap::new();
+            candidates.iter().position(|candidate| {
+                let phc = candidate.as_str();
+                // Everything but the hash: algorithm, version, parameters and salt.
+                let Some((setting, _)) = phc.rsplit_once('$') else {
+                    return false;
+                };
+                let ours = computed
+                    .entry(setting)
+                    .or_insert_with(|| rehash(phc, password.expose_secret()));
+                ours.as_ref()
+                    .is_some_and(|ours| bool::from(ours.as_bytes().ct_eq(phc.as_bytes())))
+            })
+        })
+        .await
+    }
+
     /// Verifies `password` against `stored`, or against the dummy hash when there is no
     /// account, so both paths take the same time. Returns false for the dummy.
     pub async fn verify(
@@ -94,12 +151,35 @@ fn hash_blocking(params: &Params, password: &str) -> anyhow::Result<PasswordHash
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    hash_with_salt(params, password, salt.as_str())
+}
+
+fn hash_with_salt(params: &Params, password: &str, salt: &str) -> anyhow::Result<PasswordHash> {
+    let salt = SaltString::from_b64(salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let phc = argon2
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("hashing password")?;
     Ok(PasswordHash::from_phc(phc.to_string()))
+}
+
+/// `password` hashed with the algorithm, version, parameters and salt of the PHC string
+/// `like`, as a PHC string; None when `like` is not a usable Argon2 hash.
+fn rehash(like: &str, password: &str) -> Option<String> {
+    let parsed = argon2::PasswordHash::new(like).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    let salt = parsed.salt?;
+    Argon2::default()
+        .hash_password_customized(
+            password.as_bytes(),
+            Some(parsed.algorithm),
+            parsed.version,
+            params,
+            salt,
+        )
+        .ok()
+        .map(|phc| phc.to_string())
 }
 
 /// Runs CPU-heavy work on the blocking pool inside the caller's tracing span.
@@ -148,6 +228,62 @@ mod tests {
                 .verify("anything at all".into(), None)
                 .await
                 .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn registrations_sharing_a_salt_compare_by_hash_and_match_in_one_run() {
+        let h = cheap();
+        let first = h
+            .hash(Password::parse("owner's secret".into()).unwrap())
+            .await
+            .unwrap();
+        let same = h
+            .hash_like(Password::parse("owner's secret".into()).unwrap(), &first)
+            .await
+            .unwrap();
+        let other = h
+            .hash_like(Password::parse("squatter pass".into()).unwrap(), &first)
+            .await
+            .unwrap();
+        assert_eq!(same, first, "same password, same salt: same hash");
+        assert_ne!(other, first);
+        let candidates = vec![other.clone(), first.clone()];
+        assert_eq!(
+            h.find_match("owner's secret".into(), candidates.clone())
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            h.find_match("squatter pass".into(), candidates.clone())
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            h.find_match("neither one".into(), candidates)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(h.find_match("anything".into(), vec![]).await.unwrap(), None);
+        // A candidate with a salt and parameters of its own still matches.
+        let stronger = Hasher::new(Argon2Params {
+            memory_kib: 2048,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let lone = stronger
+            .hash(Password::parse("changed params".into()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            h.find_match("changed params".into(), vec![first, lone])
+                .await
+                .unwrap(),
+            Some(1)
         );
     }
 

@@ -8,7 +8,8 @@ use secrecy::SecretString;
 
 use super::{AccountError, Accounts, ClientInfo, IssuedSession};
 use crate::domain::{
-    CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserId, UserStatus,
+    CodePurpose, EmailAddress, FullName, OneTimeCode, Password, PasswordHash, PendingRegistration,
+    User, UserId, UserStatus,
 };
 use crate::email::{Email, Message};
 use crate::store::Inserted;
@@ -26,9 +27,9 @@ pub struct Registration {
 
 impl Accounts {
     /// `POST /api/auth/register`. Answers the same whether or not the address has an account:
-    /// a new address gets a pending account and a code; a pending one takes the new password and
-    /// name and gets a fresh code (so a squatter who registered someone else's address gains
-    /// nothing); an active or disabled one gets a notice instead of a code.
+    /// a new address gets a pending account and a code; a pending one records one more
+    /// registration (its password and name) and gets a fresh code; an active or disabled one
+    /// gets a notice instead of a code.
     #[tracing::instrument(skip_all)]
     pub async fn register(&self, request: Registration) -> Result<(), AccountError> {
         let email = request.email.clone();
@@ -48,39 +49,22 @@ impl Accounts {
             password,
             full_name,
         } = request;
-        // Hash first, whatever the account's state, so every branch costs one Argon2 run.
-        let password_hash = self.hasher.hash(password).await?;
+        // Every branch costs exactly one Argon2 run.
         let mail = match self.stores.users.find_by_email(&email).await? {
             None => {
-                let mail = self
-                    .store_new_code(&email, CodePurpose::Registration)
-                    .await?;
-                let now = self.clock.now();
-                let user = User {
-                    id: UserId::new(),
-                    email: email.clone(),
-                    full_name: full_name.clone(),
-                    password_hash: password_hash.clone(),
-                    status: UserStatus::Pending,
-                    created_at: now,
-                    updated_at: now,
-                    verified_at: None,
-                };
-                match self.stores.users.insert(&user).await? {
-                    Inserted::Created => {
-                        tracing::info!(user_id = %user.id.0, "pending account created");
-                        mail
-                    }
-                    // A concurrent registration of the same address won the insert; take the
-                    // path an existing account takes.
-                    Inserted::EmailTaken => {
-                        self.register_existing(&email, &full_name, &password_hash)
-                            .await?
-                    }
-                }
+                let password_hash = self.hasher.hash(password).await?;
+                self.register_new(&email, full_name, password_hash).await?
             }
             Some(existing) => {
-                self.register_existing_user(existing, &full_name, &password_hash)
+                let password_hash = if existing.status == UserStatus::Pending {
+                    // The account's salt: the same password then gives the same hash.
+                    self.hasher
+                        .hash_like(password, &existing.password_hash)
+                        .await?
+                } else {
+                    self.hasher.hash(password).await?
+                };
+                self.register_existing_user(existing, full_name, password_hash)
                     .await?
             }
         };
@@ -88,42 +72,73 @@ impl Accounts {
         Ok(())
     }
 
-    async fn register_existing(
+    async fn register_new(
         &self,
         email: &EmailAddress,
-        full_name: &FullName,
-        password_hash: &crate::domain::PasswordHash,
+        full_name: FullName,
+        password_hash: PasswordHash,
     ) -> Result<Email, AccountError> {
-        let existing = self
-            .stores
-            .users
-            .find_by_email(email)
-            .await?
-            .ok_or_else(|| {
-                AccountError::Unexpected(anyhow::anyhow!("address taken but no account found"))
-            })?;
-        self.register_existing_user(existing, full_name, password_hash)
-            .await
+        let mail = self
+            .store_new_code(email, CodePurpose::Registration)
+            .await?;
+        let now = self.clock.now();
+        let user = User {
+            id: UserId::new(),
+            email: email.clone(),
+            full_name: full_name.clone(),
+            password_hash: password_hash.clone(),
+            status: UserStatus::Pending,
+            created_at: now,
+            updated_at: now,
+            verified_at: None,
+        };
+        match self.stores.users.insert(&user).await? {
+            Inserted::Created => {
+                tracing::info!(user_id = %user.id.0, "pending account created");
+                Ok(mail)
+            }
+            // A concurrent registration of the same address won the insert; take the path an
+            // existing account takes (this hash has a salt of its own: it simply counts as a
+            // different password).
+            Inserted::EmailTaken => {
+                let existing = self
+                    .stores
+                    .users
+                    .find_by_email(email)
+                    .await?
+                    .ok_or_else(|| {
+                        AccountError::Unexpected(anyhow::anyhow!(
+                            "address taken but no account found"
+                        ))
+                    })?;
+                self.register_existing_user(existing, full_name, password_hash)
+                    .await
+            }
+        }
     }
 
     async fn register_existing_user(
         &self,
         existing: User,
-        full_name: &FullName,
-        password_hash: &crate::domain::PasswordHash,
+        full_name: FullName,
+        password_hash: PasswordHash,
     ) -> Result<Email, AccountError> {
         if existing.status == UserStatus::Pending {
             let mail = self
                 .store_new_code(&existing.email, CodePurpose::Registration)
                 .await?;
-            let now = self.clock.now();
+            let registration = PendingRegistration {
+                password_hash,
+                full_name,
+                created_at: self.clock.now(),
+            };
             if self
                 .stores
                 .users
-                .update_pending(existing.id, full_name, password_hash, now)
+                .register_again(existing.id, &registration, MAX_PENDING_REGISTRATIONS)
                 .await?
             {
-                tracing::info!(user_id = %existing.id.0, "pending account re-registered");
+                tracing::info!(user_id = %existing.id.0, "pending account registered again");
                 return Ok(mail);
             }
             // Verified in the meantime: fall through to the notice.
@@ -138,11 +153,14 @@ impl Accounts {
     /// `POST /api/auth/verify-registration`: consumes the code, activates the account and
     /// starts a session.
     ///
-    /// With `password`, it confirms only the registration made with that password: if someone
-    /// else registered the still-pending address again in the meantime (replacing the password,
-    /// and mailing the owner a newer code), the owner's verification fails instead of
-    /// activating the other person's password. Without it, the most recent registration is
-    /// the one confirmed (the original API's body).
+    /// Registering a still-pending address again never replaces an earlier registration, so
+    /// whoever registered the owner's address (before or after them) cannot have the owner's
+    /// code confirm their password:
+    /// - with `password`, only the registration made with that password is confirmed (a wrong
+    ///   one fails before the code is spent);
+    /// - without it, the single registration is confirmed when there is only one; when
+    ///   different passwords were registered, a request holding the right code is told to
+    ///   send the password too ([`AccountError::PasswordRequired`]), and the code stays valid.
     #[tracing::instrument(skip_all, fields(with_password = password.is_some()))]
     pub async fn verify_registration(
         &self,
@@ -151,32 +169,50 @@ impl Accounts {
         password: Option<SecretString>,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
-        let user = self.stores.users.find_by_email(&email).await?;
-        if let Some(password) = password {
-            // Checked before the code is spent, so a typo does not cost the code.
-            let hash = user.as_ref().map(|u| u.password_hash.clone());
-            if !self.hasher.verify(password, hash).await? {
-                return Err(AccountError::InvalidCode);
-            }
-        }
-        self.consume_code(&email, CodePurpose::Registration, &code)
-            .await?;
-        let user = user
-            .filter(|u| u.status == UserStatus::Pending)
-            .ok_or(AccountError::InvalidCode)?;
-        let now = self.clock.now();
-        // Only the registration looked at above: not one that replaced it since.
-        if !self
+        let user = self
             .stores
             .users
-            .activate(user.id, &user.password_hash, now)
+            .find_by_email(&email)
             .await?
-        {
+            .filter(|u| u.status == UserStatus::Pending);
+        let mut registrations = match &user {
+            Some(user) => self.stores.users.pending_registrations(user.id).await?,
+            None => Vec::new(),
+        };
+        let chosen = match password {
+            Some(password) => {
+                let hashes = registrations
+                    .iter()
+                    .map(|r| r.password_hash.clone())
+                    .collect();
+                match self.hasher.find_match(password, hashes).await? {
+                    Some(index) => Some(registrations.swap_remove(index)),
+                    None => return Err(AccountError::InvalidCode),
+                }
+            }
+            None if registrations.len() > 1 => {
+                // Only a request holding the code learns that more is needed.
+                self.check_code(&email, CodePurpose::Registration, &code)
+                    .await?;
+                tracing::info!("verification without a password refused: contested registration");
+                return Err(AccountError::PasswordRequired);
+            }
+            None => registrations.into_iter().next(),
+        };
+        self.consume_code(&email, CodePurpose::Registration, &code)
+            .await?;
+        let (Some(user), Some(chosen)) = (user, chosen) else {
+            return Err(AccountError::InvalidCode);
+        };
+        let now = self.clock.now();
+        if !self.stores.users.activate(user.id, &chosen, now).await? {
             return Err(AccountError::InvalidCode);
         }
         tracing::info!(user_id = %user.id.0, "account verified");
         let user = User {
             status: UserStatus::Active,
+            password_hash: chosen.password_hash,
+            full_name: chosen.full_name,
             verified_at: Some(now),
             updated_at: now,
             ..user
@@ -184,3 +220,7 @@ impl Accounts {
         self.start_session(user, client).await
     }
 }
+
+/// Registrations kept per pending address: the newest ones, so the latest registration always
+/// counts, and verifying with a password stays one Argon2 run (they share a salt).
+const MAX_PENDING_REGISTRATIONS: u32 = 5;

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{AccountError, Accounts, ClientInfo};
 use crate::domain::{RefreshToken, User, UserId, UserStatus};
-use crate::store::{RefreshRules, Rotation, Session};
+use crate::store::{RefreshRules, Rotation, Session, SessionLimit};
 use crate::tokens::AccessClaims;
 
 /// A token pair just issued: shown to its owner once.
@@ -67,11 +67,19 @@ impl Accounts {
             ip: client.ip,
             revoked_at: None,
         };
-        self.stores
+        let limit = SessionLimit {
+            max_per_user: self.policy.max_sessions_per_user,
+            used_after: self.used_after(now),
+        };
+        let ended = self
+            .stores
             .sessions
-            .create(&session, &refresh_token.digest())
+            .create(&session, &refresh_token.digest(), limit)
             .await?;
         tracing::info!(user_id = %user.id.0, session_id = %session.id, "session started");
+        if ended > 0 {
+            tracing::info!(user_id = %user.id.0, ended, "oldest sessions ended: per-user session limit");
+        }
         self.issue_pair(user, session, refresh_token).await
     }
 
@@ -126,8 +134,11 @@ impl Accounts {
                 tracing::info!(session_id = %session.id, "refresh token replayed within the grace window");
                 session
             }
-            Rotation::ReuseDetected => {
-                tracing::warn!("retired refresh token presented again: session revoked");
+            Rotation::ReuseDetected {
+                session_id,
+                user_id,
+            } => {
+                tracing::warn!(%session_id, %user_id, "retired refresh token presented again: session revoked");
                 return Err(AccountError::InvalidRefreshToken);
             }
             Rotation::Invalid => return Err(AccountError::InvalidRefreshToken),

@@ -4,9 +4,11 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::ParseError;
 
-/// An e-mail address in its one canonical form: trimmed, Unicode NFKC, lower-cased.
+/// An e-mail address in its one canonical form: trimmed, Unicode NFKC, the local part
+/// lower-cased, the domain in its ASCII (IDNA/punycode) form, lower-cased.
 ///
-/// The unique index on users is on this form, so `A@X.org` and `a@x.org` are one account.
+/// The unique index on users is on this form, so `A@X.org` and `a@x.org` are one account, and
+/// so are `a@bücher.example` and `a@xn--bcher-kva.example`. Mail goes to this form.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct EmailAddress(String);
 
@@ -17,21 +19,27 @@ const MAX_LOCAL_LEN: usize = 64;
 impl EmailAddress {
     /// Normalises and validates `raw`; the only way to make an `EmailAddress`.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let normalised: String = raw.trim().nfkc().collect::<String>().to_lowercase();
-        if normalised.is_empty() {
+        let composed: String = raw.trim().nfkc().collect();
+        if composed.is_empty() {
             return Err(ParseError("email must not be empty"));
         }
-        if normalised.chars().count() > MAX_LEN {
-            return Err(ParseError("email must be at most 254 characters"));
-        }
-        let Some((local, domain)) = normalised.rsplit_once('@') else {
+        let Some((local, domain)) = composed.rsplit_once('@') else {
             return Err(ParseError("email must contain '@'"));
         };
-        if !valid_local(local) {
+        let local = local.to_lowercase();
+        if !valid_local(&local) {
             return Err(ParseError("email has an invalid local part"));
         }
-        if !valid_domain(domain) {
+        // UTS #46 processing maps case and compatibility forms and punycodes each label.
+        let domain = idna::domain_to_ascii(domain)
+            .map_err(|_| ParseError("email has an invalid domain"))?
+            .to_ascii_lowercase();
+        if !valid_domain(&domain) {
             return Err(ParseError("email has an invalid domain"));
+        }
+        let normalised = format!("{local}@{domain}");
+        if normalised.chars().count() > MAX_LEN {
+            return Err(ParseError("email must be at most 254 characters"));
         }
         Ok(Self(normalised))
     }
@@ -62,7 +70,7 @@ fn valid_domain(domain: &str) -> bool {
                 && label.chars().count() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
 
@@ -120,6 +128,22 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn internationalised_domains_take_their_ascii_form() {
+        let unicode = EmailAddress::parse("Kim@Bücher.Example").unwrap();
+        let ascii = EmailAddress::parse("kim@xn--bcher-kva.example").unwrap();
+        assert_eq!(unicode, ascii);
+        assert_eq!(unicode.as_str(), "kim@xn--bcher-kva.example");
+        assert_eq!(
+            EmailAddress::parse("사용자@한국.kr").unwrap().as_str(),
+            "사용자@xn--3e0b707e.kr"
+        );
+        assert!(
+            EmailAddress::parse("a@xn--a.example").is_err(),
+            "invalid punycode"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub use full_name::FullName;
 pub use password::{Password, PasswordHash};
 pub use token::RefreshToken;
 pub(crate) use token::{hex, hmac_sha256};
-pub use user::{User, UserId, UserStatus};
+pub use user::{PendingRegistration, User, UserId, UserStatus};
 
 /// Why a raw value was refused; the message is safe to show to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -75,3 +75,17 @@ pub struct User {
     /// When its address was proven.
     pub verified_at: Option<OffsetDateTime>,
 }
+
+/// One registration of a still-pending address: the password and name it was made with.
+///
+/// Registering a pending address again adds one instead of replacing the password, so the
+/// address's owner can always confirm their own registration, whoever registered after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRegistration {
+    /// Argon2id PHC string; every registration of one account shares its salt.
+    pub password_hash: PasswordHash,
+    /// The display name given with it.
+    pub full_name: FullName,
+    /// When it was made (or last repeated).
+    pub created_at: OffsetDateTime,
+}

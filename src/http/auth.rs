@@ -51,8 +51,9 @@ pub struct VerifyRegistrationRequest {
     #[schema(example = "123456")]
     verification_code: String,
     /// Recommended: the password chosen at registration. When given, only the registration
-    /// made with it is confirmed, so nobody who registered the same pending address again can
-    /// get their password activated by the owner's code.
+    /// made with it is confirmed. Required (409 `password_required`) when the address was
+    /// registered with different passwords, so nobody who registered the owner's pending
+    /// address can get their password activated by the owner's code.
     #[schema(value_type = Option<String>)]
     password: Option<SecretString>,
 }
@@ -202,6 +203,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Account active; session started with a token pair", body = TokenResponse),
         (status = 400, description = "invalid_code (wrong, expired, used or exhausted code, or a password that is not the registration's) or malformed_json", body = ErrorBody),
+        (status = 409, description = "password_required: the code is right, but the address was registered with different passwords; send the password with the same code", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
+use base64::Engine;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::accounts::{Authenticated, ClientInfo};
@@ -41,6 +44,57 @@ fn bearer(parts: &Parts) -> Option<&str> {
 
 /// Longer than any token we issue; a bigger header is not worth parsing.
 const MAX_TOKEN_LEN: usize = 4096;
+
+/// A caller of `POST /api/auth/introspect` that presented `AIDLC_INTROSPECTION_SECRET`, as
+/// a bearer credential or as the password of HTTP Basic (RFC 7662 section 2.1: the client
+/// authenticates; the client id is not checked). Anyone passes when no secret is set.
+pub struct IntrospectionClient;
+
+impl FromRequestParts<AppState> for IntrospectionClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(expected) = &state.introspection_secret else {
+            return Ok(Self);
+        };
+        let presented = client_secret(parts).ok_or_else(ApiError::invalid_client)?;
+        let expected = expected.expose_secret().as_bytes();
+        if bool::from(presented.as_bytes().ct_eq(expected)) {
+            Ok(Self)
+        } else {
+            Err(ApiError::invalid_client())
+        }
+    }
+}
+
+/// The secret of `Authorization: Bearer <secret>` or `Basic base64(<id>:<secret>)`.
+fn client_secret(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    let credential = credential.trim();
+    if credential.is_empty() || credential.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credential.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credential)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (_, secret) = decoded.split_once(':')?;
+    // RFC 6749 section 2.3.1: the id and secret are form-encoded before Basic encoding.
+    let secret: String = url::form_urlencoded::parse(format!("s={secret}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    Some(secret)
+}
 
 /// The one place the client's address is resolved. Today: the TCP peer. Behind the ALB this
 /// becomes the right-most untrusted `X-Forwarded-For` entry (the left-most is client-written).

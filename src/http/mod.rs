@@ -14,6 +14,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use secrecy::SecretString;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// `iss` of our tokens, base of the discovery URLs.
     pub issuer: String,
+    /// The credential other services present to introspect tokens, when one is required.
+    pub introspection_secret: Option<SecretString>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -61,14 +64,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/introspect", post(sessions::introspect))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route(
-            "/.well-known/openid-configuration",
-            get(wellknown::openid_configuration),
+            "/.well-known/oauth-authorization-server",
+            get(wellknown::authorization_server_metadata),
         )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::map_request(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -80,6 +84,28 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .with_state(state)
+}
+
+/// Longest client-supplied request id that is kept.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// A client's `X-Request-Id` is kept only when it is short and made of `[A-Za-z0-9._-]`:
+/// anything else (log-line forgery, megabytes of header) is dropped and a fresh id is made.
+async fn drop_unsafe_request_id(mut request: Request) -> Request {
+    let safe = |v: &axum::http::HeaderValue| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_LEN
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let values = request.headers().get_all(&REQUEST_ID);
+    let keep = values.iter().count() == 1 && values.iter().all(safe);
+    if !keep {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 /// The request span: method, matched route (never the raw URI or headers) and request id.

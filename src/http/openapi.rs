@@ -15,7 +15,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         auth::register, auth::verify_registration, auth::login, auth::verify_login,
         auth::resend_code, auth::me, sessions::refresh, sessions::logout, sessions::logout_all,
         sessions::list, sessions::revoke, sessions::introspect, wellknown::jwks,
-        wellknown::openid_configuration, health::live, health::ready,
+        wellknown::authorization_server_metadata, health::live, health::ready,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::TokenResponse;
-use super::extract::JsonBody;
+use super::extract::{IntrospectionClient, JsonBody};
 use crate::accounts::Authenticated;
 use crate::domain::RefreshToken;
 use crate::error::{ApiError, ErrorBody};
@@ -214,10 +214,12 @@ pub async fn revoke(
 #[utoipa::path(post, path = "/api/auth/introspect", tag = "sessions", request_body = IntrospectRequest,
     responses(
         (status = 200, description = "`active` and, when true, the token's claims", body = IntrospectResponse),
+        (status = 401, description = "invalid_client: `AIDLC_INTROSPECTION_SECRET` is set and the caller did not present it (Bearer, or the password of HTTP Basic)", body = ErrorBody),
         (status = 503, description = "A dependency is unavailable", body = ErrorBody),
     ))]
 pub async fn introspect(
     State(state): State<AppState>,
+    _client: IntrospectionClient,
     JsonBody(body): JsonBody<IntrospectRequest>,
 ) -> Result<Json<IntrospectResponse>, ApiError> {
     Ok(Json(

@@ -1,5 +1,5 @@
-//! Discovery: the published signing keys and a minimal OpenID provider configuration, so
-//! standard JWT libraries find the keys by themselves.
+//! Discovery: the published signing keys and RFC 8414 authorization-server metadata, so
+//! standard libraries find the keys and the introspection endpoint by themselves.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,19 +13,22 @@ use crate::accounts::AccountError;
 use crate::error::{ApiError, ErrorBody};
 use crate::tokens::keyring::JWKS_MAX_AGE;
 
-/// `GET /.well-known/openid-configuration` body.
+/// `GET /.well-known/oauth-authorization-server` body (RFC 8414), with only what is true:
+/// there is no authorization or token endpoint and no ID token, so those members are absent.
 #[derive(Serialize, ToSchema)]
-pub struct Discovery {
-    /// The `iss` of every token.
+pub struct AuthorizationServerMetadata {
+    /// The `iss` of every access token.
     issuer: String,
-    /// Where the public keys are.
+    /// Where the public signing keys are (JWK Set).
     jwks_uri: String,
-    /// Signing algorithms in use.
-    id_token_signing_alg_values_supported: [&'static str; 1],
-    /// Introspection endpoint (RFC 7662 style).
+    /// RFC 7662 token introspection.
     introspection_endpoint: String,
-    /// Refresh endpoint.
-    token_endpoint: String,
+    /// How a caller authenticates to the introspection endpoint: `client_secret_basic` (or
+    /// the same secret as a bearer credential) when `AIDLC_INTROSPECTION_SECRET` is set,
+    /// `none` otherwise.
+    introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// Extension: the `alg` of our access tokens (RFC 9068 JWTs), so a verifier can pin it.
+    access_token_signing_alg_values_supported: [&'static str; 1],
 }
 
 /// The current and previous public signing keys.
@@ -46,16 +49,24 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
     Ok(([(header::CACHE_CONTROL, cache)], Json(jwks)))
 }
 
-/// Minimal OpenID provider metadata: `issuer` and `jwks_uri`.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
-    responses((status = 200, description = "Provider metadata", body = Discovery)))]
-pub async fn openid_configuration(State(state): State<AppState>) -> Json<Discovery> {
+/// Authorization-server metadata (RFC 8414): `issuer`, `jwks_uri`, the introspection
+/// endpoint and the access-token signing algorithm.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+    responses((status = 200, description = "RFC 8414 metadata, true members only", body = AuthorizationServerMetadata)))]
+pub async fn authorization_server_metadata(
+    State(state): State<AppState>,
+) -> Json<AuthorizationServerMetadata> {
     let issuer = state.issuer.clone();
-    Json(Discovery {
+    let auth_methods = if state.introspection_secret.is_some() {
+        vec!["client_secret_basic"]
+    } else {
+        vec!["none"]
+    };
+    Json(AuthorizationServerMetadata {
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         introspection_endpoint: format!("{issuer}/api/auth/introspect"),
-        token_endpoint: format!("{issuer}/api/auth/refresh"),
-        id_token_signing_alg_values_supported: ["EdDSA"],
+        introspection_endpoint_auth_methods_supported: auth_methods,
+        access_token_signing_alg_values_supported: ["EdDSA"],
         issuer,
     })
 }

@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use rand::RngCore;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{CodePurpose, EmailAddress, FullName, PasswordHash, User, UserId};
+use crate::domain::{CodePurpose, EmailAddress, PendingRegistration, User, UserId};
 
 /// What can go wrong in a store, as the use cases see it.
 #[derive(Debug, thiserror::Error)]
@@ -68,22 +70,27 @@ pub trait UserStore: Send + Sync {
     async fn find_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>>;
     /// The account with `id`, if any.
     async fn find_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
-    /// Inserts a new account; the unique address index decides races.
+    /// Inserts a new account (a pending one with its first registration); the unique address
+    /// index decides races.
     async fn insert(&self, user: &User) -> StoreResult<Inserted>;
-    /// Replaces name and password of a still-pending account; false if it is no longer pending.
-    async fn update_pending(
+    /// Records one more registration of a still-pending account (or repeats one made with the
+    /// same password hash, taking its name) and makes it the account's newest; keeps the
+    /// `keep` newest registrations. False if the account is no longer pending.
+    async fn register_again(
         &self,
         id: UserId,
-        full_name: &FullName,
-        password_hash: &PasswordHash,
-        now: OffsetDateTime,
+        registration: &PendingRegistration,
+        keep: u32,
     ) -> StoreResult<bool>;
-    /// Moves a pending account whose password hash is still `password_hash` to active; false
-    /// if it is no longer pending or was registered again since.
+    /// The registrations of a still-pending account, newest first (empty for any other).
+    async fn pending_registrations(&self, id: UserId) -> StoreResult<Vec<PendingRegistration>>;
+    /// Moves a pending account to active with the password and name of `registration`, which
+    /// must still be one of its registrations; false if it is no longer pending or the
+    /// registration is gone.
     async fn activate(
         &self,
         id: UserId,
-        password_hash: &PasswordHash,
+        registration: &PendingRegistration,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
 }
@@ -138,6 +145,16 @@ pub trait CodeStore: Send + Sync {
         now: OffsetDateTime,
         max_attempts: u32,
     ) -> StoreResult<CodeCheck>;
+    /// Like `consume`, but a matching code stays usable: for a request that must prove it holds
+    /// the code before it is told what else it needs. The try is counted either way.
+    async fn check(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        hash: &str,
+        now: OffsetDateTime,
+        max_attempts: u32,
+    ) -> StoreResult<CodeCheck>;
     /// Atomically starts the resend cooldown for the pair unless one is running at `now`.
     async fn start_cooldown(
         &self,
@@ -180,6 +197,15 @@ impl Session {
     }
 }
 
+/// How many live sessions one user may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimit {
+    /// At most this many live sessions per user; a new one ends the oldest.
+    pub max_per_user: u32,
+    /// Sessions last used before this are idle (already dead) and do not count.
+    pub used_after: OffsetDateTime,
+}
+
 /// How refresh-token reuse is judged.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshRules {
@@ -199,7 +225,12 @@ pub enum Rotation {
     Replayed(Session),
     /// It had been used before, outside the grace window or not the immediate predecessor:
     /// the whole session is now revoked.
-    ReuseDetected,
+    ReuseDetected {
+        /// The session that was revoked.
+        session_id: Uuid,
+        /// Whose it was.
+        user_id: Uuid,
+    },
     /// Unknown token, or its session is revoked, expired or idle.
     Invalid,
 }
@@ -207,8 +238,14 @@ pub enum Rotation {
 /// Sessions and their refresh tokens (stored as SHA-256 digests), always in SQL.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores a new session with its first refresh token (generation 0).
-    async fn create(&self, session: &Session, refresh_digest: &str) -> StoreResult<()>;
+    /// Stores a new session with its first refresh token (generation 0) and ends the user's
+    /// oldest live sessions beyond `limit`, in one transaction; returns how many it ended.
+    async fn create(
+        &self,
+        session: &Session,
+        refresh_digest: &str,
+        limit: SessionLimit,
+    ) -> StoreResult<u64>;
     /// The session with `id`, revoked or not.
     async fn find(&self, id: Uuid) -> StoreResult<Option<Session>>;
     /// Exchanges the refresh token with digest `presented` for `successor` (the digest the
@@ -281,11 +318,32 @@ impl std::fmt::Debug for StoredKey {
 /// Signing keys shared by every instance.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Keys not retired, or retired after `retired_after`, newest first.
+    /// Keys not revoked, and not retired or retired after `retired_after`, newest first.
     async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>>;
     /// Adds `new` as the newest key and retires `current` at `new.activates_at` (None: only if
     /// there is no key yet). False when another instance got there first: reload, use theirs.
     async fn rotate(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool>;
+    /// Revokes the key `kid` at `now`: it is unpublished and never signs again. If it was the
+    /// newest key, `replacement` (activating at `now`) becomes the newest; if the newest key
+    /// was staged to sign later, it signs from `now`. One transaction.
+    async fn revoke(
+        &self,
+        kid: &str,
+        now: OffsetDateTime,
+        replacement: &StoredKey,
+    ) -> StoreResult<KeyRevocation>;
+}
+
+/// What revoking a signing key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRevocation {
+    /// No published key has that `kid` (unknown, or already revoked).
+    NotFound,
+    /// The key is revoked; `signing` is the key that signs from now on.
+    Revoked {
+        /// The `kid` of the key that signs now.
+        signing: String,
+    },
 }
 
 /// Server-side secrets generated once and shared by every instance (code-hash key; later
@@ -312,13 +370,24 @@ pub trait Ping: Send + Sync {
 /// Expired-row clean-up for backends without their own expiry.
 #[async_trait]
 pub trait Sweep: Send + Sync {
-    /// Deletes codes, cooldowns and sessions that expired before `now`, and signing keys retired
-    /// before `keys_retired_before`; returns rows removed.
-    async fn sweep_expired(
-        &self,
-        now: OffsetDateTime,
-        keys_retired_before: OffsetDateTime,
-    ) -> StoreResult<u64>;
+    /// Deletes what `cutoffs` says has expired, in batches of [`SWEEP_BATCH`] rows per
+    /// statement (each bounded by the dependency timeout) until none is left; returns rows
+    /// removed.
+    async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<u64>;
+}
+
+/// Rows deleted per sweep statement, so a large backlog drains in short statements.
+pub const SWEEP_BATCH: u32 = 1000;
+
+/// What a sweep deletes.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepCutoffs {
+    /// Codes, cooldowns and sessions that expired before this.
+    pub now: OffsetDateTime,
+    /// Signing keys retired before this (no token they signed is still valid).
+    pub keys_retired_before: OffsetDateTime,
+    /// Pending accounts last registered before this (never verified).
+    pub pending_before: OffsetDateTime,
 }
 
 /// Every store the service uses, chosen once from the settings.
@@ -344,7 +413,7 @@ pub struct Stores {
 
 impl Stores {
     /// Connects to the configured backends and runs SQL migrations.
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+    pub async fn connect(settings: &Settings, clock: &dyn Clock) -> anyhow::Result<Self> {
         let timeout = settings.dependency_timeout;
         let sql = sql::connect(settings).await?;
         let mut stores = Self {
@@ -358,14 +427,39 @@ impl Stores {
             sweeper: sql.sweeper,
         };
         if let Some(url) = &settings.redis_url {
+            let key_name_secret =
+                shared_secret(stores.secrets.as_ref(), clock, REDIS_KEY_SECRET_NAME).await?;
             let redis = Arc::new(
-                redis::RedisStore::connect(url, &settings.redis_key_prefix, timeout).await?,
+                redis::RedisStore::connect(
+                    url,
+                    &settings.redis_key_prefix,
+                    key_name_secret,
+                    timeout,
+                )
+                .await?,
             );
             stores.codes = redis.clone();
             stores.redis = Some(redis);
         }
         Ok(stores)
     }
+}
+
+/// Name of the shared secret that keys the address digests in Redis key names.
+const REDIS_KEY_SECRET_NAME: &str = "redis-key-name-key";
+
+/// A 32-byte secret shared by every instance through the database, created on first start.
+pub async fn shared_secret(
+    secrets: &dyn SecretStore,
+    clock: &dyn Clock,
+    name: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let mut candidate = [0u8; 32];
+    rand::rng().fill_bytes(&mut candidate);
+    secrets
+        .get_or_create(name, &candidate, clock.now())
+        .await
+        .with_context(|| format!("loading the shared secret {name}"))
 }
 
 /// The signing-key store alone (for `keys rotate`, which needs neither Redis nor the rest).

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use hmac::Mac;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::{CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded};
@@ -19,13 +19,16 @@ use crate::domain::{CodePurpose, EmailAddress};
 pub(crate) struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    /// Keys the address digests in key names (a plain hash is reversed by a list of guesses).
+    key_name_secret: Vec<u8>,
     timeout: Duration,
     consume: Script,
     cooldown: Script,
 }
 
-// KEYS[1] code hash; ARGV: presented hash, now (µs), max attempts.
-// Returns 1 when consumed. Deletes the code when it is expired or exhausted.
+// KEYS[1] code hash; ARGV: presented hash, now (µs), max attempts, spend (1 or 0).
+// Returns 1 when it matched (and, with spend, was consumed). Every try is counted; the code is
+// deleted when it is expired or exhausted.
 const CONSUME_SCRIPT: &str = r"
 local h = redis.call('HMGET', KEYS[1], 'hash', 'attempts', 'expires_at')
 if not h[1] then return 0 end
@@ -34,7 +37,11 @@ if tonumber(h[3]) <= tonumber(ARGV[2]) or tonumber(h[2]) >= tonumber(ARGV[3]) th
   return 0
 end
 if h[1] == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+  if ARGV[4] == '1' then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  end
   return 1
 end
 if redis.call('HINCRBY', KEYS[1], 'attempts', 1) >= tonumber(ARGV[3]) then
@@ -68,6 +75,7 @@ impl RedisStore {
     pub(crate) async fn connect(
         url: &SecretString,
         prefix: &str,
+        key_name_secret: Vec<u8>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let url = url.expose_secret();
@@ -88,6 +96,7 @@ impl RedisStore {
         let store = Self {
             conn,
             prefix: prefix.to_owned(),
+            key_name_secret,
             timeout,
             consume: Script::new(CONSUME_SCRIPT),
             cooldown: Script::new(COOLDOWN_SCRIPT),
@@ -97,15 +106,49 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Addresses are hashed into keys so a key listing shows no personal data.
+    /// Addresses enter key names only as an HMAC under a server secret, so neither a key
+    /// listing nor a list of candidate addresses tells whose codes are there.
     fn pair_key(&self, kind: &str, email: &EmailAddress, purpose: CodePurpose) -> String {
-        let digest = Sha256::digest(email.as_str().as_bytes());
+        let mut mac = crate::domain::hmac_sha256(&self.key_name_secret);
+        mac.update(email.as_str().as_bytes());
         format!(
             "{}{kind}:{}:{}",
             self.prefix,
             purpose.as_str(),
-            crate::domain::hex(&digest)
+            crate::domain::hex(&mac.finalize().into_bytes())
         )
+    }
+}
+
+impl RedisStore {
+    /// Runs the code script: counts a try, judges it, and consumes a match when `spend`.
+    async fn try_code(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        hash: &str,
+        now: OffsetDateTime,
+        max_attempts: u32,
+        spend: bool,
+    ) -> StoreResult<CodeCheck> {
+        let key = self.pair_key("code", email, purpose);
+        let mut conn = self.conn.clone();
+        let matched: i64 = bounded(self.timeout, "checking code in Redis", async {
+            self.consume
+                .key(&key)
+                .arg(hash)
+                .arg(micros(now))
+                .arg(max_attempts)
+                .arg(if spend { "1" } else { "0" })
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await?;
+        Ok(if matched == 1 {
+            CodeCheck::Accepted
+        } else {
+            CodeCheck::Rejected
+        })
     }
 }
 
@@ -146,23 +189,20 @@ impl CodeStore for RedisStore {
         now: OffsetDateTime,
         max_attempts: u32,
     ) -> StoreResult<CodeCheck> {
-        let key = self.pair_key("code", email, purpose);
-        let mut conn = self.conn.clone();
-        let consumed: i64 = bounded(self.timeout, "checking code in Redis", async {
-            self.consume
-                .key(&key)
-                .arg(hash)
-                .arg(micros(now))
-                .arg(max_attempts)
-                .invoke_async(&mut conn)
-                .await
-        })
-        .await?;
-        Ok(if consumed == 1 {
-            CodeCheck::Accepted
-        } else {
-            CodeCheck::Rejected
-        })
+        self.try_code(email, purpose, hash, now, max_attempts, true)
+            .await
+    }
+
+    async fn check(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        hash: &str,
+        now: OffsetDateTime,
+        max_attempts: u32,
+    ) -> StoreResult<CodeCheck> {
+        self.try_code(email, purpose, hash, now, max_attempts, false)
+            .await
     }
 
     async fn start_cooldown(

@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, RwLock};
 use super::access::MAX_LEEWAY;
 use super::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, Jwks, SigningKey, TokenError};
 use crate::clock::Clock;
-use crate::store::{KeyStore, StoreError, StoredKey};
+use crate::store::{KeyRevocation, KeyStore, StoreError, StoredKey};
 
 /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(60);
@@ -253,6 +253,27 @@ pub async fn rotate_now(
         }
     }
     anyhow::bail!("another instance kept rotating the signing key; try again")
+}
+
+/// Revokes a compromised key (`aidlc-auth keys revoke <kid>`): it is unpublished and stops
+/// signing at once in the store, and a key that signs from now replaces it. Each instance
+/// follows at its next reload (within the reload interval): from then on it neither signs with
+/// the key, nor publishes it, nor accepts tokens that carry its `kid`. Returns the `kid` that
+/// signs now, or None when no published key has `kid`.
+pub async fn revoke_key(
+    store: &dyn KeyStore,
+    clock: &dyn Clock,
+    kid: &str,
+) -> anyhow::Result<Option<String>> {
+    let now = clock.now();
+    let replacement = new_stored_key(now, now)?;
+    match store.revoke(kid, now, &replacement).await? {
+        KeyRevocation::NotFound => Ok(None),
+        KeyRevocation::Revoked { signing } => {
+            tracing::warn!(%kid, %signing, "signing key revoked");
+            Ok(Some(signing))
+        }
+    }
 }
 
 fn new_stored_key(now: OffsetDateTime, activates_at: OffsetDateTime) -> anyhow::Result<StoredKey> {

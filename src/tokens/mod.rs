@@ -6,5 +6,5 @@ pub mod keyring;
 pub mod keys;
 
 pub use access::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, TokenError};
-pub use keyring::{KeyRing, KeyRingConfig, rotate_now};
+pub use keyring::{KeyRing, KeyRingConfig, revoke_key, rotate_now};
 pub use keys::{Jwk, Jwks, SigningKey};

@@ -1,5 +1,6 @@
 mod bad_input;
 mod cooldown;
+mod discovery;
 mod durability;
 mod health;
 mod helpers;
@@ -10,5 +11,6 @@ mod refresh;
 mod registration;
 mod session_management;
 mod sessions;
+mod takeover;
 mod tokens;
 mod verification;

@@ -26,7 +26,7 @@ async fn openapi_document_is_3_1_and_lists_every_route() {
         ("/api/auth/sessions/{id}", "delete"),
         ("/api/auth/introspect", "post"),
         ("/.well-known/jwks.json", "get"),
-        ("/.well-known/openid-configuration", "get"),
+        ("/.well-known/oauth-authorization-server", "get"),
         ("/health", "get"),
         ("/health/ready", "get"),
     ] {

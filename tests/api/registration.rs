@@ -1,5 +1,5 @@
-//! Registration: the whole flow, normalisation, re-registration of a pending address,
-//! enumeration resistance, and concurrent verification.
+//! Registration: the whole flow, normalisation, enumeration resistance, and concurrent
+//! verification (registering a pending address again: `takeover.rs`).
 
 use aidlc_auth::domain::CodePurpose;
 use aidlc_auth::email::Message;
@@ -22,8 +22,6 @@ backend_tests!(
     verified_code_cannot_be_used_a_second_time,
     verify_for_an_address_that_never_registered_is_rejected,
     concurrent_verifications_of_one_code_start_exactly_one_session,
-    re_registering_a_pending_address_replaces_its_password_and_name,
-    verify_with_password_confirms_only_the_registration_made_with_it,
     register_answers_identically_for_new_pending_and_active_addresses,
 );
 
@@ -206,103 +204,6 @@ async fn concurrent_verifications_of_one_code_start_exactly_one_session(backend:
         }
     }
     assert_eq!(ok, 1, "exactly one of ten concurrent verifications wins");
-    app.stop().await;
-}
-
-async fn re_registering_a_pending_address_replaces_its_password_and_name(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let victim = unique_email("victim");
-    let attacker_password = "attacker password A";
-    let victim_password = "victim password B";
-
-    // The attacker squats the address; they never see the code.
-    let attacker_code = app
-        .register_pending(&victim, attacker_password, "Attacker")
-        .await;
-
-    // The real owner registers after the cooldown and verifies with the code they received.
-    app.advance(61);
-    let victim_code = app
-        .register_pending(&victim, victim_password, "Real Victim")
-        .await;
-    assert_eq!(app.db().count_users().await, 1);
-    if attacker_code != victim_code {
-        // The earlier code died when the new one was issued (this costs one wrong try).
-        expect_error(
-            app.verify_registration(&victim, &attacker_code).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_code",
-        )
-        .await;
-    }
-    let session = expect_session(app.verify_registration(&victim, &victim_code).await).await;
-    assert_eq!(
-        session["user"]["full_name"], "Real Victim",
-        "the squatter's name is gone"
-    );
-
-    let body = expect_error(
-        app.login_password(&victim, attacker_password).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
-    assert_eq!(body["error"]["message"], "invalid e-mail or password");
-    let session = expect_session(app.login_password(&victim, victim_password).await).await;
-    assert_eq!(session["user"]["full_name"], "Real Victim");
-    app.stop().await;
-}
-
-async fn verify_with_password_confirms_only_the_registration_made_with_it(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let owner = unique_email("owner");
-    let owner_password = "owner password B";
-    let late_password = "late registrant A";
-    app.register_pending(&owner, owner_password, "Owner").await;
-
-    // Someone registers the still-pending address again: the owner is mailed a newer code.
-    app.advance(61);
-    let newer_code = app
-        .register_pending(&owner, late_password, "Late Registrant")
-        .await;
-    let verify = |code: String, password: &'static str| {
-        let app = &app;
-        let owner = owner.clone();
-        async move {
-            app.post_json(
-                "/api/auth/verify-registration",
-                &json!({ "email": owner, "verification_code": code, "password": password }),
-            )
-            .await
-        }
-    };
-
-    // The owner, sending their own password with the code, does not activate the other one's.
-    expect_error(
-        verify(newer_code.clone(), owner_password).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
-    )
-    .await;
-    expect_error(
-        app.login_password(&owner, late_password).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
-
-    // Registering again puts the owner's password back; the code then confirms it.
-    app.advance(61);
-    let code = app.register_pending(&owner, owner_password, "Owner").await;
-    let session = expect_session(verify(code, owner_password).await).await;
-    assert_eq!(session["user"]["full_name"], "Owner");
-    expect_session(app.login_password(&owner, owner_password).await).await;
-    expect_error(
-        app.login_password(&owner, late_password).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
     app.stop().await;
 }
 

@@ -23,7 +23,7 @@ use crate::helpers::{
 
 backend_tests!(
     login_token_verifies_with_pyjwt_through_the_jwks_endpoint,
-    jwks_and_openid_configuration_publish_the_signing_key,
+    jwks_and_authorization_server_metadata_publish_the_signing_key,
     forged_tokens_are_rejected,
     introspect_reports_active_tokens_and_their_claims,
     key_rotation_keeps_old_tokens_valid_and_new_tokens_use_the_new_kid,
@@ -269,7 +269,7 @@ async fn login_token_verifies_with_pyjwt_through_the_jwks_endpoint(backend: Back
     app.stop().await;
 }
 
-async fn jwks_and_openid_configuration_publish_the_signing_key(backend: Backend) {
+async fn jwks_and_authorization_server_metadata_publish_the_signing_key(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let session = app
         .register_active(&unique_email("jwks"), PASSWORD, "Jwks")
@@ -336,7 +336,7 @@ async fn jwks_and_openid_configuration_publish_the_signing_key(backend: Backend)
     );
 
     let discovery = expect_json(
-        app.get("/.well-known/openid-configuration").await,
+        app.get("/.well-known/oauth-authorization-server").await,
         StatusCode::OK,
     )
     .await;

@@ -33,6 +33,59 @@ const CLEAR_COOLDOWN: &str = "DELETE FROM code_cooldowns WHERE email = $1 AND pu
 
 macro_rules! impl_code_store {
     ($db:ty) => {
+        impl SqlStore<$db> {
+            /// Counts a try, then judges it; a match is consumed when `spend`.
+            async fn try_code(
+                &self,
+                email: &EmailAddress,
+                purpose: CodePurpose,
+                hash: &str,
+                now: OffsetDateTime,
+                max_attempts: u32,
+                spend: bool,
+            ) -> StoreResult<CodeCheck> {
+                let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+                bounded(self.timeout, "checking code", async {
+                    let claimed: Option<(String, i32)> = sqlx::query_as(CLAIM_TRY)
+                        .bind(email.as_str())
+                        .bind(purpose.as_str())
+                        .bind(DbTime(now))
+                        .bind(max)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let Some((stored, attempts)) = claimed else {
+                        return Ok(CodeCheck::Rejected);
+                    };
+                    if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+                        if !spend {
+                            return Ok(CodeCheck::Accepted);
+                        }
+                        let consumed = sqlx::query(CONSUME_CODE)
+                            .bind(email.as_str())
+                            .bind(purpose.as_str())
+                            .bind(hash)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        return Ok(if consumed.is_some() {
+                            CodeCheck::Accepted
+                        } else {
+                            CodeCheck::Rejected
+                        });
+                    }
+                    if attempts >= max {
+                        sqlx::query(DELETE_CODE)
+                            .bind(email.as_str())
+                            .bind(purpose.as_str())
+                            .bind(stored.as_str())
+                            .execute(&self.pool)
+                            .await?;
+                    }
+                    Ok::<_, sqlx::Error>(CodeCheck::Rejected)
+                })
+                .await
+            }
+        }
+
         #[async_trait]
         impl CodeStore for SqlStore<$db> {
             async fn put(
@@ -63,42 +116,20 @@ macro_rules! impl_code_store {
                 now: OffsetDateTime,
                 max_attempts: u32,
             ) -> StoreResult<CodeCheck> {
-                let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
-                bounded(self.timeout, "checking code", async {
-                    let claimed: Option<(String, i32)> = sqlx::query_as(CLAIM_TRY)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .bind(DbTime(now))
-                        .bind(max)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    let Some((stored, attempts)) = claimed else {
-                        return Ok(CodeCheck::Rejected);
-                    };
-                    if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
-                        let consumed = sqlx::query(CONSUME_CODE)
-                            .bind(email.as_str())
-                            .bind(purpose.as_str())
-                            .bind(hash)
-                            .fetch_optional(&self.pool)
-                            .await?;
-                        return Ok(if consumed.is_some() {
-                            CodeCheck::Accepted
-                        } else {
-                            CodeCheck::Rejected
-                        });
-                    }
-                    if attempts >= max {
-                        sqlx::query(DELETE_CODE)
-                            .bind(email.as_str())
-                            .bind(purpose.as_str())
-                            .bind(stored.as_str())
-                            .execute(&self.pool)
-                            .await?;
-                    }
-                    Ok::<_, sqlx::Error>(CodeCheck::Rejected)
-                })
-                .await
+                self.try_code(email, purpose, hash, now, max_attempts, true)
+                    .await
+            }
+
+            async fn check(
+                &self,
+                email: &EmailAddress,
+                purpose: CodePurpose,
+                hash: &str,
+                now: OffsetDateTime,
+                max_attempts: u32,
+            ) -> StoreResult<CodeCheck> {
+                self.try_code(email, purpose, hash, now, max_attempts, false)
+                    .await
             }
 
             async fn start_cooldown(

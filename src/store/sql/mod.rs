@@ -19,7 +19,8 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::{
-    CodeStore, KeyStore, Ping, SecretStore, SessionStore, StoreResult, Sweep, UserStore, bounded,
+    CodeStore, KeyStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult, Sweep,
+    SweepCutoffs, UserStore, bounded,
 };
 use crate::config::Settings;
 
@@ -136,10 +137,22 @@ const INSERT_SECRET: &str = "INSERT INTO server_secrets (name, value, created_at
      VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
 const FIND_SECRET: &str = "SELECT value FROM server_secrets WHERE name = $1";
 
-const SWEEP_CODES: &str = "DELETE FROM verification_codes WHERE expires_at <= $1";
-const SWEEP_COOLDOWNS: &str = "DELETE FROM code_cooldowns WHERE until <= $1";
-const SWEEP_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
-const SWEEP_KEYS: &str = "DELETE FROM signing_keys WHERE retired_at <= $1";
+// Each deletes at most $2 rows, so one statement stays short however large the backlog.
+const SWEEP_CODES: &str = "DELETE FROM verification_codes WHERE (email, purpose) IN \
+     (SELECT email, purpose FROM verification_codes WHERE expires_at <= $1 LIMIT $2)";
+const SWEEP_COOLDOWNS: &str = "DELETE FROM code_cooldowns WHERE (email, purpose) IN \
+     (SELECT email, purpose FROM code_cooldowns WHERE until <= $1 LIMIT $2)";
+const SWEEP_SESSIONS: &str = "DELETE FROM sessions WHERE id IN \
+     (SELECT id FROM sessions WHERE expires_at <= $1 LIMIT $2)";
+const SWEEP_KEYS: &str = "DELETE FROM signing_keys WHERE kid IN \
+     (SELECT kid FROM signing_keys WHERE retired_at <= $1 LIMIT $2)";
+// Their registrations go with them (ON DELETE CASCADE); a pending account has no sessions.
+const SWEEP_PENDING_USERS: &str = "DELETE FROM users WHERE id IN \
+     (SELECT id FROM users WHERE status = 'pending' AND updated_at <= $1 LIMIT $2)";
+
+/// Batches one sweep runs per statement at most; the rest waits for the next sweep, so a
+/// sweep never monopolises the database.
+const MAX_SWEEP_BATCHES: u32 = 100;
 
 /// Time left from `now` until `until`, zero if past.
 pub(crate) fn remaining(until: OffsetDateTime, now: OffsetDateTime) -> Duration {
@@ -185,26 +198,29 @@ macro_rules! impl_sql_misc {
 
         #[async_trait]
         impl Sweep for SqlStore<$db> {
-            async fn sweep_expired(
-                &self,
-                now: OffsetDateTime,
-                keys_retired_before: OffsetDateTime,
-            ) -> StoreResult<u64> {
+            async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<u64> {
                 let mut removed = 0;
                 for (statement, cutoff) in [
-                    (SWEEP_CODES, now),
-                    (SWEEP_COOLDOWNS, now),
-                    (SWEEP_SESSIONS, now),
-                    (SWEEP_KEYS, keys_retired_before),
+                    (SWEEP_CODES, cutoffs.now),
+                    (SWEEP_COOLDOWNS, cutoffs.now),
+                    (SWEEP_SESSIONS, cutoffs.now),
+                    (SWEEP_KEYS, cutoffs.keys_retired_before),
+                    (SWEEP_PENDING_USERS, cutoffs.pending_before),
                 ] {
-                    let result = bounded(self.timeout, "sweeping expired rows", async {
-                        sqlx::query(statement)
-                            .bind(DbTime(cutoff))
-                            .execute(&self.pool)
-                            .await
-                    })
-                    .await?;
-                    removed += result.rows_affected();
+                    for _ in 0..MAX_SWEEP_BATCHES {
+                        let result = bounded(self.timeout, "sweeping expired rows", async {
+                            sqlx::query(statement)
+                                .bind(DbTime(cutoff))
+                                .bind(i64::from(SWEEP_BATCH))
+                                .execute(&self.pool)
+                                .await
+                        })
+                        .await?;
+                        removed += result.rows_affected();
+                        if result.rows_affected() < u64::from(SWEEP_BATCH) {
+                            break;
+                        }
+                    }
                 }
                 Ok(removed)
             }

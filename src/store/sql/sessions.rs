@@ -5,7 +5,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DbTime, SqlStore};
-use crate::store::{RefreshRules, Rotation, Session, SessionStore, StoreResult, bounded};
+use crate::store::{
+    RefreshRules, Rotation, Session, SessionLimit, SessionStore, StoreResult, bounded,
+};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -38,6 +40,15 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, exp
      last_used_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, session_id, generation, \
      created_at) VALUES ($1, $2, $3, $4)";
+// A write on the account row first, so concurrent logins of one user take turns (row lock in
+// PostgreSQL, the write lock in SQLite) and the limit below is never overshot.
+const LOCK_USER: &str = "UPDATE users SET updated_at = updated_at WHERE id = $1";
+// Keeps the new session and the newest `$4` other live ones; ends the rest.
+const END_OLDEST: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 'session_limit' \
+     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_used_at > $3 \
+     AND id <> $5 AND id NOT IN (SELECT id FROM sessions WHERE user_id = $1 \
+     AND revoked_at IS NULL AND expires_at > $2 AND last_used_at > $3 AND id <> $5 \
+     ORDER BY created_at DESC, last_used_at DESC LIMIT $4)";
 const FIND_SESSION: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
      user_agent, ip, revoked_at FROM sessions WHERE id = $1";
 // A write first: SQLite then takes its write lock at once (waiting politely for another
@@ -66,9 +77,19 @@ macro_rules! impl_session_store {
     ($db:ty) => {
         #[async_trait]
         impl SessionStore for SqlStore<$db> {
-            async fn create(&self, session: &Session, refresh_digest: &str) -> StoreResult<()> {
+            async fn create(
+                &self,
+                session: &Session,
+                refresh_digest: &str,
+                limit: SessionLimit,
+            ) -> StoreResult<u64> {
+                let others = i64::from(limit.max_per_user.saturating_sub(1));
                 bounded(self.timeout, "creating session", async {
                     let mut tx = self.pool.begin().await?;
+                    sqlx::query(LOCK_USER)
+                        .bind(session.user_id)
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query(INSERT_SESSION)
                         .bind(session.id)
                         .bind(session.user_id)
@@ -86,7 +107,16 @@ macro_rules! impl_session_store {
                         .bind(DbTime(session.created_at))
                         .execute(&mut *tx)
                         .await?;
-                    tx.commit().await
+                    let ended = sqlx::query(END_OLDEST)
+                        .bind(session.user_id)
+                        .bind(DbTime(session.created_at))
+                        .bind(DbTime(limit.used_after))
+                        .bind(others)
+                        .bind(session.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(ended.rows_affected())
                 })
                 .await
             }
@@ -181,7 +211,10 @@ macro_rules! impl_session_store {
                         .bind("refresh_token_reuse")
                         .execute(&self.pool)
                         .await?;
-                    Ok::<_, sqlx::Error>(Rotation::ReuseDetected)
+                    Ok::<_, sqlx::Error>(Rotation::ReuseDetected {
+                        session_id,
+                        user_id: session.user_id,
+                    })
                 })
                 .await
             }

@@ -5,7 +5,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DbTime, SqlStore};
-use crate::domain::{EmailAddress, FullName, PasswordHash, User, UserId, UserStatus};
+use crate::domain::{
+    EmailAddress, FullName, PasswordHash, PendingRegistration, User, UserId, UserStatus,
+};
 use crate::store::{Inserted, StoreError, StoreResult, UserStore, bounded};
 
 #[derive(sqlx::FromRow)]
@@ -45,10 +47,28 @@ const FIND_USER_BY_ID: &str = "SELECT id, email, full_name, password_hash, statu
 const INSERT_USER: &str = "INSERT INTO users (id, email, full_name, password_hash, status, \
      created_at, updated_at, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
      ON CONFLICT (email) DO NOTHING";
+// The account row always carries its newest registration.
 const UPDATE_PENDING_USER: &str = "UPDATE users SET full_name = $2, password_hash = $3, \
      updated_at = $4 WHERE id = $1 AND status = 'pending'";
-const ACTIVATE_USER: &str = "UPDATE users SET status = 'active', verified_at = $2, \
-     updated_at = $2 WHERE id = $1 AND status = 'pending' AND password_hash = $3";
+const PUT_REGISTRATION: &str = "INSERT INTO pending_registrations (user_id, password_hash, \
+     full_name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, password_hash) \
+     DO UPDATE SET full_name = excluded.full_name, created_at = excluded.created_at";
+const TRIM_REGISTRATIONS: &str = "DELETE FROM pending_registrations WHERE user_id = $1 \
+     AND password_hash NOT IN (SELECT password_hash FROM pending_registrations \
+     WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2)";
+const LIST_REGISTRATIONS: &str = "SELECT password_hash, full_name, created_at \
+     FROM pending_registrations WHERE user_id = $1 ORDER BY created_at DESC";
+const ACTIVATE_USER: &str = "UPDATE users SET status = 'active', password_hash = $3, \
+     full_name = $4, verified_at = $2, updated_at = $2 WHERE id = $1 AND status = 'pending' \
+     AND EXISTS (SELECT 1 FROM pending_registrations WHERE user_id = $1 AND password_hash = $3)";
+const DROP_REGISTRATIONS: &str = "DELETE FROM pending_registrations WHERE user_id = $1";
+
+#[derive(sqlx::FromRow)]
+struct RegistrationRow {
+    password_hash: String,
+    full_name: String,
+    created_at: DbTime,
+}
 
 macro_rules! impl_user_store {
     ($db:ty) => {
@@ -77,8 +97,9 @@ macro_rules! impl_user_store {
             }
 
             async fn insert(&self, user: &User) -> StoreResult<Inserted> {
-                let result = bounded(self.timeout, "inserting user", async {
-                    sqlx::query(INSERT_USER)
+                bounded(self.timeout, "inserting user", async {
+                    let mut tx = self.pool.begin().await?;
+                    let inserted = sqlx::query(INSERT_USER)
                         .bind(user.id.0)
                         .bind(user.email.as_str())
                         .bind(user.full_name.as_str())
@@ -87,53 +108,120 @@ macro_rules! impl_user_store {
                         .bind(DbTime(user.created_at))
                         .bind(DbTime(user.updated_at))
                         .bind(user.verified_at.map(DbTime))
-                        .execute(&self.pool)
-                        .await
+                        .execute(&mut *tx)
+                        .await?;
+                    if inserted.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(Inserted::EmailTaken);
+                    }
+                    if user.status == UserStatus::Pending {
+                        sqlx::query(PUT_REGISTRATION)
+                            .bind(user.id.0)
+                            .bind(user.password_hash.as_str())
+                            .bind(user.full_name.as_str())
+                            .bind(DbTime(user.updated_at))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(Inserted::Created)
                 })
-                .await?;
-                Ok(if result.rows_affected() == 1 {
-                    Inserted::Created
-                } else {
-                    Inserted::EmailTaken
-                })
+                .await
             }
 
-            async fn update_pending(
+            async fn register_again(
                 &self,
                 id: UserId,
-                full_name: &FullName,
-                password_hash: &PasswordHash,
-                now: OffsetDateTime,
+                registration: &PendingRegistration,
+                keep: u32,
             ) -> StoreResult<bool> {
-                let result = bounded(self.timeout, "updating pending user", async {
-                    sqlx::query(UPDATE_PENDING_USER)
+                let keep = i64::from(keep.max(1));
+                bounded(self.timeout, "registering pending user again", async {
+                    // The account row first: its write lock orders concurrent registrations.
+                    let mut tx = self.pool.begin().await?;
+                    let updated = sqlx::query(UPDATE_PENDING_USER)
                         .bind(id.0)
-                        .bind(full_name.as_str())
-                        .bind(password_hash.as_str())
-                        .bind(DbTime(now))
-                        .execute(&self.pool)
+                        .bind(registration.full_name.as_str())
+                        .bind(registration.password_hash.as_str())
+                        .bind(DbTime(registration.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    if updated.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    sqlx::query(PUT_REGISTRATION)
+                        .bind(id.0)
+                        .bind(registration.password_hash.as_str())
+                        .bind(registration.full_name.as_str())
+                        .bind(DbTime(registration.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(TRIM_REGISTRATIONS)
+                        .bind(id.0)
+                        .bind(keep)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(true)
+                })
+                .await
+            }
+
+            async fn pending_registrations(
+                &self,
+                id: UserId,
+            ) -> StoreResult<Vec<PendingRegistration>> {
+                let rows = bounded(self.timeout, "loading pending registrations", async {
+                    sqlx::query_as::<_, RegistrationRow>(LIST_REGISTRATIONS)
+                        .bind(id.0)
+                        .fetch_all(&self.pool)
                         .await
                 })
                 .await?;
-                Ok(result.rows_affected() == 1)
+                rows.into_iter()
+                    .map(|row| {
+                        Ok(PendingRegistration {
+                            full_name: FullName::parse(&row.full_name).map_err(|_| {
+                                StoreError::Corrupt(anyhow::anyhow!(
+                                    "pending registration of user {}: stored full_name",
+                                    id.0
+                                ))
+                            })?,
+                            password_hash: PasswordHash::from_phc(row.password_hash),
+                            created_at: row.created_at.0,
+                        })
+                    })
+                    .collect()
             }
 
             async fn activate(
                 &self,
                 id: UserId,
-                password_hash: &PasswordHash,
+                registration: &PendingRegistration,
                 now: OffsetDateTime,
             ) -> StoreResult<bool> {
-                let result = bounded(self.timeout, "activating user", async {
-                    sqlx::query(ACTIVATE_USER)
+                bounded(self.timeout, "activating user", async {
+                    let mut tx = self.pool.begin().await?;
+                    let activated = sqlx::query(ACTIVATE_USER)
                         .bind(id.0)
                         .bind(DbTime(now))
-                        .bind(password_hash.as_str())
-                        .execute(&self.pool)
-                        .await
+                        .bind(registration.password_hash.as_str())
+                        .bind(registration.full_name.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    if activated.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    sqlx::query(DROP_REGISTRATIONS)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(true)
                 })
-                .await?;
-                Ok(result.rows_affected() == 1)
+                .await
             }
         }
     };

@@ -1,0 +1,156 @@
+//! Discovery metadata that says only what is true (checked with Authlib's RFC 8414 parser), and
+//! introspection that can require the other services' client credential.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Backend, PASSWORD, TestApp, TestEnv, backend_tests, expect_error, expect_json, token,
+    unique_email,
+};
+
+backend_tests!(
+    metadata_publishes_only_true_members_and_a_standard_parser_accepts_them,
+    introspection_requires_the_client_secret_when_one_is_set,
+);
+
+const METADATA_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/check_metadata_with_authlib.py"
+);
+
+/// An https issuer, as deployed (RFC 8414 requires one); tokens only carry it as a string.
+const ISSUER: &str = "https://auth.aidlc.test";
+
+/// Runs `tests/support/check_metadata_with_authlib.py` against `app`.
+async fn parse_with_authlib(app: &TestApp) -> Value {
+    let run = tokio::process::Command::new("python3")
+        .arg(METADATA_SCRIPT)
+        .args([app.address.as_str(), ISSUER])
+        .env("NO_PROXY", "*")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("Authlib did not finish within 60 s")
+        .expect("running python3 tests/support/check_metadata_with_authlib.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Authlib refused the metadata: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON from Authlib ({e}): {stdout}"))
+}
+
+async fn metadata_publishes_only_true_members_and_a_standard_parser_accepts_them(backend: Backend) {
+    let mut env = TestEnv::new(backend).await;
+    env.settings.jwt_issuer = ISSUER.to_owned();
+    let app = env.spawn().await;
+
+    let metadata = expect_json(
+        app.get("/.well-known/oauth-authorization-server").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        metadata,
+        json!({
+            "issuer": ISSUER,
+            "jwks_uri": format!("{ISSUER}/.well-known/jwks.json"),
+            "introspection_endpoint": format!("{ISSUER}/api/auth/introspect"),
+            "introspection_endpoint_auth_methods_supported": ["none"],
+            "access_token_signing_alg_values_supported": ["EdDSA"],
+        }),
+        "no token or authorization endpoint, no ID token: there are none"
+    );
+    let parsed = parse_with_authlib(&app).await;
+    assert_eq!(parsed["issuer"], ISSUER);
+    assert_eq!(
+        parsed["validated"],
+        json!([
+            "introspection_endpoint",
+            "introspection_endpoint_auth_methods_supported",
+            "issuer",
+            "jwks_uri"
+        ]),
+        "{parsed}"
+    );
+    assert_eq!(
+        parsed["extensions"],
+        json!(["access_token_signing_alg_values_supported"])
+    );
+
+    // The OpenID document claimed an ID token and a token endpoint that do not exist.
+    expect_error(
+        app.get("/.well-known/openid-configuration").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let session = app
+        .register_active(&unique_email("iss"), PASSWORD, "Issuer")
+        .await;
+    assert_eq!(crate::helpers::jwt_claims(&token(&session))["iss"], ISSUER);
+    app.stop().await;
+}
+
+async fn introspection_requires_the_client_secret_when_one_is_set(backend: Backend) {
+    const SECRET: &str = "introspection-secret-0123456789";
+    let mut env = TestEnv::new(backend).await;
+    env.settings.introspection_secret = Some(SecretString::from(SECRET));
+    let app = env.spawn().await;
+    let session = app
+        .register_active(&unique_email("intro"), PASSWORD, "Intro")
+        .await;
+    let access = token(&session);
+    let introspect = |authorization: Option<String>| {
+        let request = app
+            .client
+            .post(app.url("/api/auth/introspect"))
+            .json(&json!({ "token": access }));
+        let request = match authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
+        };
+        async move { request.send().await.expect("introspect request") }
+    };
+
+    for refused in [
+        None,
+        Some("Bearer wrong-secret-0123456789".to_owned()),
+        Some(format!("Basic {}", STANDARD.encode("orders:wrong"))),
+        Some(format!("Bearer {access}")),
+    ] {
+        expect_error(
+            introspect(refused.clone()).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        )
+        .await;
+    }
+    for accepted in [
+        format!("Bearer {SECRET}"),
+        format!("Basic {}", STANDARD.encode(format!("orders:{SECRET}"))),
+    ] {
+        let body = expect_json(introspect(Some(accepted)).await, StatusCode::OK).await;
+        assert_eq!(body["active"], true, "{body}");
+    }
+    let metadata = expect_json(
+        app.get("/.well-known/oauth-authorization-server").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        metadata["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic"])
+    );
+    app.stop().await;
+}
