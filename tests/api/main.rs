@@ -1,9 +1,11 @@
 mod bad_input;
+mod bounds;
 mod cooldown;
 mod discovery;
 mod durability;
 mod health;
 mod helpers;
+mod key_revocation;
 mod login;
 mod openapi;
 mod outages;
