@@ -17,6 +17,8 @@ from jwt import PyJWKClient
 
 # Same clock-skew allowance as the Rust verifier's maximum.
 LEEWAY_SECONDS = 60
+# The access-token lifetime: a longer-lived token was not minted by us, whatever its signature.
+MAX_LIFETIME_SECONDS = 900
 ACCEPTED_TYPES = {"at+jwt", "application/at+jwt"}
 
 
@@ -44,6 +46,8 @@ def main() -> int:
             leeway=LEEWAY_SECONDS,
             options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},
         )
+        if claims["exp"] - claims["iat"] > MAX_LIFETIME_SECONDS:
+            raise jwt.InvalidTokenError("exp - iat is longer than an access token lives")
     except jwt.PyJWTError as e:
         print(f"invalid token: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
