@@ -42,8 +42,8 @@ impl App {
     }
 
     /// Connects stores (running migrations), loads the shared code key, binds the port.
+    /// `settings` are validated already (`Settings::from_vars`, or `main` after parsing).
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
-        settings.validate()?;
         if settings.environment.is_deployed() && settings.email_transport == EmailTransport::Log {
             tracing::warn!(
                 "the log mail transport writes codes to the log; use it only in development"
@@ -81,6 +81,10 @@ impl App {
         });
         let state = AppState {
             accounts,
+            probes: http::health::Probes {
+                database: stores.database.clone(),
+                redis: stores.redis.clone(),
+            },
             issuer: settings.jwt_issuer.clone(),
             introspection_secret: settings.introspection_secret.clone(),
         };

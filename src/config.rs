@@ -1,13 +1,19 @@
-//! Settings: built-in defaults overridden by the environment. The seed's names stay as they
-//! are (`DATABASE_URL`, `REDIS_URL`, `ENVIRONMENT`, `PORT`, `AWS_DEFAULT_REGION`); everything
-//! else is `AIDLC_*`, and an unknown `AIDLC_*` variable is warned about (a typo is not silent).
+//! Settings, each declared once below: its variable, default and meaning. The environment
+//! overrides the defaults (command-line flags override both). The seed's names stay as they are
+//! (`DATABASE_URL`, `REDIS_URL`, `ENVIRONMENT`, `PORT`, `AWS_DEFAULT_REGION`); everything else is
+//! `AIDLC_*`, and an unknown `AIDLC_*` variable is warned about (a typo is not silent).
+//! `aidlc-auth --help` lists them all.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::ffi::OsString;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Args, FromArgMatches};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Where the service runs; staging and production refuse embedded stores.
@@ -36,14 +42,14 @@ impl FromStr for Environment {
             "staging" => Ok(Self::Staging),
             "production" | "prod" => Ok(Self::Production),
             other => Err(format!(
-                "ENVIRONMENT must be development, staging or production, not {other:?}"
+                "must be development, staging or production, not {other:?}"
             )),
         }
     }
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable, for a terminal.
     Pretty,
@@ -52,125 +58,154 @@ pub enum LogFormat {
 }
 
 /// Where mail goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EmailTransport {
     /// Printed to the log (development only; the one place a code is written out).
     Log,
 }
 
 /// Argon2id cost parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
 pub struct Argon2Params {
-    /// Memory in KiB (OWASP: 19456).
+    /// Argon2id memory in KiB (OWASP: 19456).
+    #[arg(
+        long = "argon2-memory-kib",
+        env = "AIDLC_ARGON2_MEMORY_KIB",
+        default_value_t = 19_456
+    )]
     pub memory_kib: u32,
-    /// Passes (OWASP: 2).
+    /// Argon2id passes (OWASP: 2).
+    #[arg(
+        long = "argon2-iterations",
+        env = "AIDLC_ARGON2_ITERATIONS",
+        default_value_t = 2
+    )]
     pub iterations: u32,
-    /// Lanes (OWASP: 1).
+    /// Argon2id lanes (OWASP: 1).
+    #[arg(
+        long = "argon2-parallelism",
+        env = "AIDLC_ARGON2_PARALLELISM",
+        default_value_t = 1
+    )]
     pub parallelism: u32,
 }
 
 impl Default for Argon2Params {
     fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
+        Settings::default().argon2
     }
 }
 
+/// A duration that 0 switches off. (Spelled with its path so clap takes the whole `Option`
+/// from the parser instead of making the argument optional.)
+type OffOrSeconds = std::option::Option<Duration>;
+
 /// Everything the service is configured with.
-#[derive(Clone)]
+#[derive(Clone, Args)]
 pub struct Settings {
-    /// development | staging | production.
+    /// development | staging | production (staging and production refuse embedded stores).
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
     pub environment: Environment,
-    /// Address to bind (0.0.0.0).
+    /// Listening address.
+    #[arg(long, env = "AIDLC_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
-    /// Port to bind (8001; 0 picks a free one).
+    /// Listening port (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8001)]
     pub port: u16,
-    /// `postgres://…` or `sqlite:…`.
+    /// `postgres://user:pass@host:5432/db` (add `?sslmode=verify-full&sslrootcert=…` for RDS)
+    /// or `sqlite://path`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false)]
     pub database_url: SecretString,
-    /// When set, codes and sessions live in Redis.
+    /// `redis://host:6379` or `rediss://…`: codes and resend cooldowns live there when set,
+    /// otherwise in the SQL database.
+    #[arg(long, env = "REDIS_URL", value_parser = secret)]
     pub redis_url: Option<SecretString>,
     /// Prefix of every Redis key (lets several deployments share one Redis).
+    #[arg(long, env = "AIDLC_REDIS_KEY_PREFIX", default_value = "aidlc:")]
     pub redis_key_prefix: String,
     /// The seed's emergency fallback: allow SQLite / no Redis in staging and production.
+    #[arg(long, env = "ALLOW_EMBEDDED_STORES", default_value_t = false, action = ArgAction::Set)]
     pub allow_embedded_stores: bool,
-    /// How long a verification code lives (900 s).
+    /// AWS region, for the AWS integrations.
+    #[arg(long, env = "AWS_DEFAULT_REGION")]
+    pub aws_region: Option<String>,
+    /// Verification and login code lifetime, seconds.
+    #[arg(long = "code-ttl-seconds", env = "AIDLC_CODE_TTL_SECONDS", default_value = "900", value_parser = seconds)]
     pub code_ttl: Duration,
-    /// How long a session lives (86400 s).
+    /// Session (refresh-token family) absolute lifetime, seconds.
+    #[arg(long = "session-ttl-seconds", env = "AIDLC_SESSION_TTL_SECONDS", default_value = "86400", value_parser = seconds)]
     pub session_ttl: Duration,
-    /// Minimum gap between two codes sent to one address for one purpose (60 s).
+    /// Minimum gap between two codes for one address and purpose, seconds.
+    #[arg(long = "resend-cooldown-seconds", env = "AIDLC_RESEND_COOLDOWN_SECONDS", default_value = "60", value_parser = seconds)]
     pub resend_cooldown: Duration,
-    /// Wrong tries after which a code is dead (5).
+    /// Wrong tries that kill a code.
+    #[arg(long, env = "AIDLC_MAX_CODE_ATTEMPTS", default_value_t = 5)]
     pub max_code_attempts: u32,
     /// Argon2id cost.
+    #[command(flatten)]
     pub argon2: Argon2Params,
-    /// Upper bound on any one call to PostgreSQL or Redis (1 s).
+    /// Bound on each PostgreSQL/Redis call, milliseconds.
+    #[arg(long = "dependency-timeout-ms", env = "AIDLC_DEPENDENCY_TIMEOUT_MS", default_value = "1000", value_parser = millis)]
     pub dependency_timeout: Duration,
     /// SQL pool size.
+    #[arg(long, env = "AIDLC_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
-    /// How often expired SQL rows are deleted.
+    /// How often expired SQL rows are deleted, seconds.
+    #[arg(long = "sweep-interval-seconds", env = "AIDLC_SWEEP_INTERVAL_SECONDS", default_value = "60", value_parser = seconds)]
     pub sweep_interval: Duration,
-    /// Log line format.
-    pub log_format: LogFormat,
-    /// Mail transport.
+    /// Log line format (default: pretty in development, json in staging/production).
+    #[arg(long, env = "AIDLC_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Mail transport (`log` prints to the log; SMTP/SES come next).
+    #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log")]
     pub email_transport: EmailTransport,
-    /// The From address of outgoing mail.
+    /// Sender address of outgoing mail.
+    #[arg(
+        long,
+        env = "AIDLC_EMAIL_FROM",
+        default_value = "AIDLC <no-reply@aidlc.local>"
+    )]
     pub email_from: String,
-    /// `iss` of access tokens, and the base of the discovery URLs.
+    /// `iss` of access tokens and base of the discovery URLs (set it to the public URL).
+    #[arg(long, env = "AIDLC_JWT_ISSUER", default_value = "http://localhost:8001", value_parser = issuer)]
     pub jwt_issuer: String,
     /// `aud` of access tokens.
+    #[arg(long, env = "AIDLC_JWT_AUDIENCE", default_value = "aidlc")]
     pub jwt_audience: String,
-    /// Access-token lifetime (900 s).
+    /// Access-token lifetime, seconds.
+    #[arg(long = "access-token-ttl-seconds", env = "AIDLC_ACCESS_TOKEN_TTL_SECONDS", default_value = "900", value_parser = seconds)]
     pub access_token_ttl: Duration,
-    /// How long the immediate predecessor of a refresh token still yields its successor (10 s).
+    /// How long the refresh token just retired still returns its successor, seconds.
+    #[arg(long = "refresh-grace-seconds", env = "AIDLC_REFRESH_GRACE_SECONDS", default_value = "10", value_parser = seconds)]
     pub refresh_grace: Duration,
-    /// Sessions unused (no refresh) for this long end; None: only the absolute lifetime counts.
-    pub session_idle_timeout: Option<Duration>,
-    /// Signing keys older than this are rotated automatically; None: only by `keys rotate`.
-    pub key_rotation_interval: Option<Duration>,
-    /// How often an instance re-reads the signing keys (it also does on an unknown `kid`).
+    /// Sessions not refreshed for this long end, seconds (0: off).
+    #[arg(long = "session-idle-timeout-seconds", env = "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS", default_value = "0", value_parser = off_or_seconds)]
+    pub session_idle_timeout: OffOrSeconds,
+    /// Automatic signing-key rotation, seconds (0: only by `keys rotate`).
+    #[arg(long = "key-rotation-seconds", env = "AIDLC_KEY_ROTATION_SECONDS", default_value = "2592000", value_parser = off_or_seconds)]
+    pub key_rotation_interval: OffOrSeconds,
+    /// How often an instance re-reads the signing keys (also at once on an unknown `kid`); a
+    /// revoked key is refused within this, seconds.
+    #[arg(long = "key-reload-seconds", env = "AIDLC_KEY_RELOAD_SECONDS", default_value = "60", value_parser = seconds)]
     pub key_reload_interval: Duration,
-    /// Pending accounts not registered again or verified for this long are deleted (7 days).
+    /// Pending accounts not verified or registered again for this long are deleted, seconds.
+    #[arg(long = "pending-account-ttl-seconds", env = "AIDLC_PENDING_ACCOUNT_TTL_SECONDS", default_value = "604800", value_parser = seconds)]
     pub pending_account_ttl: Duration,
-    /// Live sessions one user may hold; a new one ends the oldest (20).
+    /// Live sessions one user may hold; a new login ends the oldest.
+    #[arg(long, env = "AIDLC_MAX_SESSIONS_PER_USER", default_value_t = 20)]
     pub max_sessions_per_user: u32,
-    /// When set, `POST /api/auth/introspect` answers only callers presenting it.
+    /// When set (16+ characters), introspection answers only callers presenting it.
+    #[arg(long, env = "AIDLC_INTROSPECTION_SECRET", value_parser = secret)]
     pub introspection_secret: Option<SecretString>,
 }
 
 impl Default for Settings {
+    /// The built-in defaults, as declared above.
     fn default() -> Self {
-        Self {
-            environment: Environment::Development,
-            host: IpAddr::from([0, 0, 0, 0]),
-            port: 8001,
-            database_url: SecretString::from("sqlite://data/aidlc-auth.db"),
-            redis_url: None,
-            redis_key_prefix: "aidlc:".to_owned(),
-            allow_embedded_stores: false,
-            code_ttl: Duration::from_secs(900),
-            session_ttl: Duration::from_secs(86_400),
-            resend_cooldown: Duration::from_secs(60),
-            max_code_attempts: 5,
-            argon2: Argon2Params::default(),
-            dependency_timeout: Duration::from_secs(1),
-            database_max_connections: 10,
-            sweep_interval: Duration::from_secs(60),
-            log_format: LogFormat::Pretty,
-            email_transport: EmailTransport::Log,
-            email_from: "AIDLC <no-reply@aidlc.local>".to_owned(),
-            jwt_issuer: "http://localhost:8001".to_owned(),
-            jwt_audience: "aidlc".to_owned(),
-            access_token_ttl: Duration::from_secs(900),
-            refresh_grace: Duration::from_secs(10),
-            session_idle_timeout: None,
-            key_rotation_interval: Some(Duration::from_secs(30 * 86_400)),
-            key_reload_interval: Duration::from_secs(60),
-            pending_account_ttl: Duration::from_secs(7 * 86_400),
-            max_sessions_per_user: 20,
-            introspection_secret: None,
+        match Self::from_vars(std::iter::empty()) {
+            Ok(settings) => settings,
+            // The declared defaults parse and validate (a unit test proves it).
+            Err(e) => unreachable!("built-in settings defaults: {e}"),
         }
     }
 }
@@ -180,233 +215,105 @@ impl Default for Settings {
 #[error("{0}")]
 pub struct ConfigError(String);
 
-/// Every `AIDLC_*` variable this service reads.
-const KNOWN_AIDLC_VARS: &[&str] = &[
-    "AIDLC_REDIS_KEY_PREFIX",
-    "AIDLC_CODE_TTL_SECONDS",
-    "AIDLC_SESSION_TTL_SECONDS",
-    "AIDLC_RESEND_COOLDOWN_SECONDS",
-    "AIDLC_MAX_CODE_ATTEMPTS",
-    "AIDLC_ARGON2_MEMORY_KIB",
-    "AIDLC_ARGON2_ITERATIONS",
-    "AIDLC_ARGON2_PARALLELISM",
-    "AIDLC_DEPENDENCY_TIMEOUT_MS",
-    "AIDLC_DATABASE_MAX_CONNECTIONS",
-    "AIDLC_SWEEP_INTERVAL_SECONDS",
-    "AIDLC_LOG_FORMAT",
-    "AIDLC_EMAIL_TRANSPORT",
-    "AIDLC_EMAIL_FROM",
-    "AIDLC_HOST",
-    "AIDLC_JWT_ISSUER",
-    "AIDLC_JWT_AUDIENCE",
-    "AIDLC_ACCESS_TOKEN_TTL_SECONDS",
-    "AIDLC_REFRESH_GRACE_SECONDS",
-    "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS",
-    "AIDLC_KEY_ROTATION_SECONDS",
-    "AIDLC_KEY_RELOAD_SECONDS",
-    "AIDLC_PENDING_ACCOUNT_TTL_SECONDS",
-    "AIDLC_MAX_SESSIONS_PER_USER",
-    "AIDLC_INTROSPECTION_SECRET",
-];
-
 impl Settings {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+    /// The environment variables the settings are read from, as declared.
+    pub fn variables() -> Vec<String> {
+        Self::augment_args(clap::Command::new("aidlc-auth"))
+            .get_arguments()
+            .filter_map(|arg| Some(arg.get_env()?.to_str()?.to_owned()))
+            .collect()
     }
 
-    /// Reads settings from `vars` over the defaults; pure, so tests need not touch the
-    /// process environment.
+    /// Reads settings from `vars` over the defaults, then validates them; pure (the process
+    /// environment is not read), so tests need not touch it.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .into_iter()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .collect();
-        let get = |name: &str| vars.get(name).map(|v| v.trim().to_owned());
-        let d = Self::default();
-
-        let environment = match get("ENVIRONMENT") {
-            Some(v) => v.parse().map_err(ConfigError)?,
-            None => d.environment,
-        };
-        let log_format = match get("AIDLC_LOG_FORMAT").as_deref() {
-            None if environment.is_deployed() => LogFormat::Json,
-            None => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "AIDLC_LOG_FORMAT must be json or pretty, not {other:?}"
-                )));
-            }
-        };
-        let email_transport = match get("AIDLC_EMAIL_TRANSPORT").as_deref() {
-            None | Some("log") => EmailTransport::Log,
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "AIDLC_EMAIL_TRANSPORT must be log, not {other:?}"
-                )));
-            }
-        };
-        let settings = Self {
-            environment,
-            host: parse_or(&vars, "AIDLC_HOST", d.host)?,
-            port: parse_or(&vars, "PORT", d.port)?,
-            database_url: get("DATABASE_URL").map_or(d.database_url, SecretString::from),
-            redis_url: get("REDIS_URL").map(SecretString::from),
-            redis_key_prefix: get("AIDLC_REDIS_KEY_PREFIX").unwrap_or(d.redis_key_prefix),
-            allow_embedded_stores: parse_or(&vars, "ALLOW_EMBEDDED_STORES", false)?,
-            code_ttl: seconds_or(&vars, "AIDLC_CODE_TTL_SECONDS", d.code_ttl)?,
-            session_ttl: seconds_or(&vars, "AIDLC_SESSION_TTL_SECONDS", d.session_ttl)?,
-            resend_cooldown: seconds_or(&vars, "AIDLC_RESEND_COOLDOWN_SECONDS", d.resend_cooldown)?,
-            max_code_attempts: parse_or(&vars, "AIDLC_MAX_CODE_ATTEMPTS", d.max_code_attempts)?,
-            argon2: Argon2Params {
-                memory_kib: parse_or(&vars, "AIDLC_ARGON2_MEMORY_KIB", d.argon2.memory_kib)?,
-                iterations: parse_or(&vars, "AIDLC_ARGON2_ITERATIONS", d.argon2.iterations)?,
-                parallelism: parse_or(&vars, "AIDLC_ARGON2_PARALLELISM", d.argon2.parallelism)?,
-            },
-            dependency_timeout: Duration::from_millis(parse_or(
-                &vars,
-                "AIDLC_DEPENDENCY_TIMEOUT_MS",
-                1000u64,
-            )?),
-            database_max_connections: parse_or(
-                &vars,
-                "AIDLC_DATABASE_MAX_CONNECTIONS",
-                d.database_max_connections,
-            )?,
-            sweep_interval: seconds_or(&vars, "AIDLC_SWEEP_INTERVAL_SECONDS", d.sweep_interval)?,
-            log_format,
-            email_transport,
-            email_from: get("AIDLC_EMAIL_FROM").unwrap_or(d.email_from),
-            jwt_issuer: get("AIDLC_JWT_ISSUER")
-                .map(|v| v.trim_end_matches('/').to_owned())
-                .unwrap_or(d.jwt_issuer),
-            jwt_audience: get("AIDLC_JWT_AUDIENCE").unwrap_or(d.jwt_audience),
-            access_token_ttl: seconds_or(
-                &vars,
-                "AIDLC_ACCESS_TOKEN_TTL_SECONDS",
-                d.access_token_ttl,
-            )?,
-            refresh_grace: seconds_or(&vars, "AIDLC_REFRESH_GRACE_SECONDS", d.refresh_grace)?,
-            session_idle_timeout: optional_seconds(
-                &vars,
-                "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS",
-                d.session_idle_timeout,
-            )?,
-            key_rotation_interval: optional_seconds(
-                &vars,
-                "AIDLC_KEY_ROTATION_SECONDS",
-                d.key_rotation_interval,
-            )?,
-            key_reload_interval: seconds_or(
-                &vars,
-                "AIDLC_KEY_RELOAD_SECONDS",
-                d.key_reload_interval,
-            )?,
-            pending_account_ttl: seconds_or(
-                &vars,
-                "AIDLC_PENDING_ACCOUNT_TTL_SECONDS",
-                d.pending_account_ttl,
-            )?,
-            max_sessions_per_user: parse_or(
-                &vars,
-                "AIDLC_MAX_SESSIONS_PER_USER",
-                d.max_sessions_per_user,
-            )?,
-            introspection_secret: get("AIDLC_INTROSPECTION_SECRET").map(SecretString::from),
-        };
+        let command = Self::augment_args(clap::Command::new("aidlc-auth"));
+        let settings: Self = parse(command, vars, ["aidlc-auth".into()]).map_err(|e| {
+            let reason = e.to_string();
+            ConfigError(
+                reason
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            )
+        })?;
         settings.validate()?;
         Ok(settings)
     }
 
     /// Names of `AIDLC_*` variables in `vars` that this service does not read.
     pub fn unknown_variables(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        let known = Self::variables();
         let mut unknown: Vec<String> = vars
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| k.starts_with("AIDLC_") && !KNOWN_AIDLC_VARS.contains(&k.as_str()))
+            .filter(|k| k.starts_with("AIDLC_") && !known.contains(k))
             .collect();
         unknown.sort();
         unknown
     }
 
+    /// The log format: as set, or JSON when deployed and pretty otherwise.
+    pub fn log_format(&self) -> LogFormat {
+        match self.log_format {
+            Some(format) => format,
+            None if self.environment.is_deployed() => LogFormat::Json,
+            None => LogFormat::Pretty,
+        }
+    }
+
     /// The rules that span several settings, including the deployed-environment refusal.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let refuse = |rule: &str| Err(ConfigError(rule.to_owned()));
         if self.access_token_ttl.is_zero() {
-            return Err(ConfigError(
-                "AIDLC_ACCESS_TOKEN_TTL_SECONDS must be positive".into(),
-            ));
+            return refuse("AIDLC_ACCESS_TOKEN_TTL_SECONDS must be positive");
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
-            return Err(ConfigError(
-                "AIDLC_JWT_ISSUER and AIDLC_JWT_AUDIENCE must not be empty".into(),
-            ));
+            return refuse("AIDLC_JWT_ISSUER and AIDLC_JWT_AUDIENCE must not be empty");
         }
         if self
             .session_idle_timeout
             .is_some_and(|idle| idle < self.access_token_ttl)
         {
-            return Err(ConfigError(
+            return refuse(
                 "AIDLC_SESSION_IDLE_TIMEOUT_SECONDS must be at least the access-token lifetime \
-                 (a session in use is refreshed only that often)"
-                    .into(),
-            ));
+                 (a session in use is refreshed only that often)",
+            );
         }
         if self.code_ttl.is_zero() || self.session_ttl.is_zero() {
-            return Err(ConfigError(
-                "AIDLC_CODE_TTL_SECONDS and AIDLC_SESSION_TTL_SECONDS must be positive".into(),
-            ));
-        }
-        if self.max_code_attempts == 0 {
-            return Err(ConfigError(
-                "AIDLC_MAX_CODE_ATTEMPTS must be at least 1".into(),
-            ));
+            return refuse("AIDLC_CODE_TTL_SECONDS and AIDLC_SESSION_TTL_SECONDS must be positive");
         }
         if self.pending_account_ttl < self.code_ttl {
-            return Err(ConfigError(
+            return refuse(
                 "AIDLC_PENDING_ACCOUNT_TTL_SECONDS must be at least the code lifetime \
-                 (an account must outlive the code that verifies it)"
-                    .into(),
-            ));
+                 (an account must outlive the code that verifies it)",
+            );
         }
-        if self.max_sessions_per_user == 0 {
-            return Err(ConfigError(
-                "AIDLC_MAX_SESSIONS_PER_USER must be at least 1".into(),
-            ));
+        if self.max_code_attempts == 0 || self.max_sessions_per_user == 0 {
+            return refuse(
+                "AIDLC_MAX_CODE_ATTEMPTS and AIDLC_MAX_SESSIONS_PER_USER must be at least 1",
+            );
         }
         if self
             .introspection_secret
             .as_ref()
             .is_some_and(|s| s.expose_secret().len() < 16)
         {
-            return Err(ConfigError(
-                "AIDLC_INTROSPECTION_SECRET must have at least 16 characters".into(),
-            ));
+            return refuse("AIDLC_INTROSPECTION_SECRET must have at least 16 characters");
         }
         if self.dependency_timeout.is_zero() {
-            return Err(ConfigError(
-                "AIDLC_DEPENDENCY_TIMEOUT_MS must be positive".into(),
-            ));
+            return refuse("AIDLC_DEPENDENCY_TIMEOUT_MS must be positive");
         }
         if self.database_max_connections == 0 {
-            return Err(ConfigError(
-                "AIDLC_DATABASE_MAX_CONNECTIONS must be at least 1".into(),
-            ));
+            return refuse("AIDLC_DATABASE_MAX_CONNECTIONS must be at least 1");
         }
-        if argon2::Params::new(
-            self.argon2.memory_kib,
-            self.argon2.iterations,
-            self.argon2.parallelism,
-            None,
-        )
-        .is_err()
-        {
-            return Err(ConfigError(
-                "AIDLC_ARGON2_* parameters are out of range".into(),
-            ));
+        let a = self.argon2;
+        if argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None).is_err() {
+            return refuse("AIDLC_ARGON2_* parameters are out of range");
         }
         if self.environment.is_deployed() && !self.allow_embedded_stores {
             let env = format!("{:?}", self.environment).to_lowercase();
@@ -419,7 +326,7 @@ impl Settings {
             if self.redis_url.is_none() {
                 return Err(ConfigError(format!(
                     "refusing to start: ENVIRONMENT={env} needs REDIS_URL \
-                     (codes and sessions must survive restarts and be shared by every task; \
+                     (codes must survive restarts and be shared by every task; \
                      set ALLOW_EMBEDDED_STORES=true only as an emergency fallback)"
                 )));
             }
@@ -433,25 +340,19 @@ impl Settings {
     }
 }
 
+/// Every setting by its variable, secrets hidden and URLs redacted.
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = |u: &SecretString| redact_url(u.expose_secret());
         f.debug_struct("Settings")
             .field("environment", &self.environment)
             .field("host", &self.host)
             .field("port", &self.port)
-            .field(
-                "database_url",
-                &redact_url(self.database_url.expose_secret()),
-            )
-            .field(
-                "redis_url",
-                &self
-                    .redis_url
-                    .as_ref()
-                    .map(|u| redact_url(u.expose_secret())),
-            )
+            .field("database_url", &url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_ref().map(url))
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("allow_embedded_stores", &self.allow_embedded_stores)
+            .field("aws_region", &self.aws_region)
             .field("code_ttl", &self.code_ttl)
             .field("session_ttl", &self.session_ttl)
             .field("resend_cooldown", &self.resend_cooldown)
@@ -460,7 +361,7 @@ impl fmt::Debug for Settings {
             .field("dependency_timeout", &self.dependency_timeout)
             .field("database_max_connections", &self.database_max_connections)
             .field("sweep_interval", &self.sweep_interval)
-            .field("log_format", &self.log_format)
+            .field("log_format", &self.log_format())
             .field("email_transport", &self.email_transport)
             .field("email_from", &self.email_from)
             .field("jwt_issuer", &self.jwt_issuer)
@@ -480,36 +381,100 @@ impl fmt::Debug for Settings {
     }
 }
 
-fn parse_or<T: FromStr>(
-    vars: &HashMap<String, String>,
-    name: &str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match vars.get(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError(format!("{name} has an invalid value {:?}", raw.trim()))),
+/// Parses `args` with `command` (which flattens [`Settings`]). Each setting's variable in
+/// `vars` stands for its flag, placed before `args` so a flag given there wins; variables that
+/// are empty count as unset, and values are trimmed. Only `vars` is read, never the process
+/// environment directly, so `main` and the tests parse the same way.
+pub fn parse<T: FromArgMatches>(
+    command: clap::Command,
+    vars: impl IntoIterator<Item = (String, String)>,
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<T, clap::Error> {
+    let vars: HashMap<String, String> = vars.into_iter().collect();
+    let mut args = args.into_iter();
+    let mut argv: Vec<OsString> = args.next().into_iter().collect();
+    let mut explicit: Vec<OsString> = args.collect();
+    for arg in command.get_arguments() {
+        let (Some(env), Some(long)) = (arg.get_env().and_then(|e| e.to_str()), arg.get_long())
+        else {
+            continue;
+        };
+        if let Some(value) = vars.get(env).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            argv.push(format!("--{long}={value}").into());
+        }
+    }
+    let all_args = argv
+        .iter()
+        .chain(explicit.iter())
+        .cloned()
+        .collect::<Vec<_>>();
+    let stripped = command
+        .clone()
+        .args_override_self(true)
+        .mut_args(|arg| arg.env(None::<&'static str>));
+    match stripped.try_get_matches_from(all_args) {
+        Ok(matches) => T::from_arg_matches(&matches),
+        // The help names each setting's variable: render it from the full declaration.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            argv.truncate(1);
+            argv.append(&mut explicit);
+            Err(command.try_get_matches_from(argv).err().unwrap_or(e))
+        }
+        Err(e) => Err(name_the_variable(e, &command)),
     }
 }
 
-/// Seconds, where 0 means "off".
-fn optional_seconds(
-    vars: &HashMap<String, String>,
-    name: &str,
-    default: Option<Duration>,
-) -> Result<Option<Duration>, ConfigError> {
-    let secs = parse_or(vars, name, default.map_or(0, |d| d.as_secs()))?;
-    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+/// A bad value is reported by its variable (what an operator sets), not by its flag.
+fn name_the_variable(e: clap::Error, command: &clap::Command) -> clap::Error {
+    let Some(ContextValue::String(flag)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let long = flag
+        .trim_start_matches("--")
+        .split([' ', '='])
+        .next()
+        .unwrap_or("");
+    let Some(env) = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .and_then(|arg| arg.get_env()?.to_str())
+    else {
+        return e;
+    };
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    clap::Error::raw(
+        e.kind(),
+        format!("{env} (--{long}) has an invalid value {value:?}\n"),
+    )
 }
 
-fn seconds_or(
-    vars: &HashMap<String, String>,
-    name: &str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    parse_or(vars, name, default.as_secs()).map(Duration::from_secs)
+fn seconds(raw: &str) -> Result<Duration, String> {
+    raw.trim()
+        .parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{raw:?} is not a whole number of seconds"))
+}
+
+fn millis(raw: &str) -> Result<Duration, String> {
+    raw.trim()
+        .parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("{raw:?} is not a whole number of milliseconds"))
+}
+
+fn off_or_seconds(raw: &str) -> Result<OffOrSeconds, String> {
+    seconds(raw).map(|d| (!d.is_zero()).then_some(d))
+}
+
+fn secret(raw: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(raw.trim().to_owned()))
+}
+
+fn issuer(raw: &str) -> Result<String, String> {
+    Ok(raw.trim().trim_end_matches('/').to_owned())
 }
 
 /// Query parameters that carry a credential in a connection URL (libpq's `password`, and the
@@ -635,6 +600,59 @@ mod tests {
             ("HOME", "/"),
         ]));
         assert_eq!(unknown, vec!["AIDLC_CODE_TTL_SECOND".to_owned()]);
+    }
+
+    /// The README's settings table and the declaration (what `--help` prints) agree: the same
+    /// variables, and each declared default is the one the table gives.
+    #[test]
+    fn readme_settings_table_matches_the_declaration() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Settings")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Settings section");
+        let mut documented = HashMap::new();
+        for row in table.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let names: Vec<&str> = cells[0].trim_start_matches("| ").split(" / ").collect();
+            let defaults: Vec<&str> = cells[1].split(" / ").collect();
+            let first = names[0].trim_matches('`');
+            let stem = &first[..first.rfind('_').unwrap_or(0)];
+            for (i, name) in names.iter().enumerate() {
+                let name = name.trim_matches('`');
+                let name = if name.starts_with('_') {
+                    format!("{}{name}", &stem[..stem.rfind('_').unwrap_or(0)])
+                } else {
+                    name.to_owned()
+                };
+                let default = defaults.get(i).or(defaults.first()).copied().unwrap_or("");
+                let default = default.split('`').nth(1).map(str::to_owned);
+                documented.insert(name, default);
+            }
+        }
+        documented.remove("RUST_LOG"); // read by the log filter, not a setting
+        let command = Settings::augment_args(clap::Command::new("aidlc-auth"));
+        let mut declared: Vec<String> = Settings::variables();
+        declared.sort();
+        let mut in_readme: Vec<String> = documented.keys().cloned().collect();
+        in_readme.sort();
+        assert_eq!(
+            in_readme, declared,
+            "README settings table vs declared variables"
+        );
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+                continue;
+            };
+            if let Some(default) = arg.get_default_values().first() {
+                assert_eq!(
+                    documented[env].as_deref(),
+                    default.to_str(),
+                    "README default of {env}"
+                );
+            }
+        }
     }
 
     #[test]

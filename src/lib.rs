@@ -7,7 +7,6 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod email;
-pub mod error;
 pub mod http;
 pub mod store;
 pub mod telemetry;

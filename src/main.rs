@@ -1,12 +1,13 @@
 //! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use aidlc_auth::app::{self, App};
-use aidlc_auth::config::Settings;
+use aidlc_auth::config::{self, Settings};
 use aidlc_auth::{store, telemetry};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
@@ -18,6 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Every setting, from its environment variable or flag.
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
@@ -51,19 +55,18 @@ enum KeysAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     return_large_allocations_to_the_os();
-    let cli = Cli::parse();
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("aidlc-auth: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let cli: Cli = config::parse(Cli::command(), std::env::vars(), std::env::args_os())
+        .unwrap_or_else(|e| e.exit());
+    let settings = cli.settings;
+    if let Err(e) = settings.validate() {
+        eprintln!("aidlc-auth: {e}");
+        return ExitCode::FAILURE;
+    }
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Healthcheck) {
-        return healthcheck(settings.port).await;
+        return healthcheck(settings.host, settings.port).await;
     }
-    telemetry::init(settings.log_format);
+    telemetry::init(settings.log_format());
     for name in Settings::unknown_variables(std::env::vars()) {
         tracing::warn!(variable = %name, "unknown AIDLC_* environment variable ignored");
     }
@@ -129,10 +132,16 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
-/// A dependency-free HTTP/1.1 probe, so the container image needs no curl.
-async fn healthcheck(port: u16) -> ExitCode {
+/// A dependency-free HTTP/1.1 probe, so the container image needs no curl. It asks the
+/// address the service listens on (loopback when that is every address).
+async fn healthcheck(host: IpAddr, port: u16) -> ExitCode {
+    let host = match host {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(Ipv6Addr::LOCALHOST),
+        other => other,
+    };
     let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await?;
         stream
             .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await?;

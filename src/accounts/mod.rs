@@ -181,13 +181,8 @@ impl Accounts {
         }
     }
 
-    /// The access-token key ring, for the JWKS endpoint.
-    pub fn tokens(&self) -> &KeyRing {
-        &self.tokens
-    }
-
-    /// The stores, for readiness checks.
-    pub fn stores(&self) -> &Stores {
-        &self.stores
+    /// The public signing keys, for the JWKS endpoint.
+    pub async fn published_keys(&self) -> Result<crate::tokens::Jwks, AccountError> {
+        Ok(self.tokens.jwks().await?)
     }
 }

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
+use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::accounts::{Authenticated, ClientInfo, IssuedSession, Registration};
 use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserStatus};
-use crate::error::{ApiError, ErrorBody};
 
 /// `POST /api/auth/register` body.
 #[derive(Deserialize, ToSchema)]

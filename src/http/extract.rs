@@ -11,8 +11,8 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::error::ApiError;
 use crate::accounts::{Authenticated, ClientInfo};
-use crate::error::ApiError;
 
 /// `axum::Json` whose rejections become our JSON errors (400/413/415/422).
 #[derive(Debug, FromRequest)]

@@ -1,6 +1,7 @@
 //! Health: `/health` for the ALB (never touches a dependency), `/health/ready` for operators.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -8,8 +9,17 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
-use crate::error::ErrorDetail;
+use super::error::ErrorDetail;
+use crate::store::Ping;
+
+/// What readiness pings: the SQL database, and Redis when configured.
+#[derive(Clone)]
+pub struct Probes {
+    /// The SQL database.
+    pub database: Arc<dyn Ping>,
+    /// Redis, when `REDIS_URL` is set.
+    pub redis: Option<Arc<dyn Ping>>,
+}
 
 /// Liveness answer.
 #[derive(Serialize, ToSchema)]
@@ -43,10 +53,9 @@ pub async fn live() -> Json<Health> {
         (status = 200, description = "Every dependency answered", body = Readiness),
         (status = 503, description = "A dependency did not answer; `checks` names it", body = Readiness),
     ))]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let stores = state.accounts.stores();
-    let (database, redis) = tokio::join!(stores.database.ping(), async {
-        match &stores.redis {
+pub async fn ready(State(probes): State<Probes>) -> (StatusCode, Json<Readiness>) {
+    let (database, redis) = tokio::join!(probes.database.ping(), async {
+        match &probes.redis {
             Some(redis) => Some(redis.ping().await),
             None => None,
         }

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, layers, OpenAPI document.
 
 pub mod auth;
+pub mod error;
 pub mod extract;
 pub mod health;
 mod openapi;
@@ -23,16 +24,19 @@ use tracing::{Level, Span};
 pub use openapi::ApiDoc;
 
 use crate::accounts::Accounts;
-use crate::error::ApiError;
+use error::ApiError;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What every handler can reach.
-#[derive(Clone)]
+/// What every handler can reach; each takes only its part (`State<Accounts>`,
+/// `State<Probes>`, …).
+#[derive(Clone, axum::extract::FromRef)]
 pub struct AppState {
     /// The use cases.
     pub accounts: Accounts,
+    /// What readiness pings.
+    pub probes: health::Probes,
     /// `iss` of our tokens, base of the discovery URLs.
     pub issuer: String,
     /// The credential other services present to introspect tokens, when one is required.

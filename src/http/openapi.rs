@@ -4,8 +4,8 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::error::{ErrorBody, ErrorDetail};
 use super::{auth, health, sessions, wellknown};
-use crate::error::{ErrorBody, ErrorDetail};
 
 /// The service's API description.
 #[derive(OpenApi)]

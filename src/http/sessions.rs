@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::TokenResponse;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{IntrospectionClient, JsonBody};
 use crate::accounts::Authenticated;
 use crate::domain::RefreshToken;
-use crate::error::{ApiError, ErrorBody};
 use crate::store::Session;
 
 /// `POST /api/auth/refresh` body.

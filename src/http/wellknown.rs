@@ -9,8 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::accounts::AccountError;
-use crate::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody};
+use crate::accounts::Accounts;
 use crate::tokens::keyring::JWKS_MAX_AGE;
 
 /// `GET /.well-known/oauth-authorization-server` body (RFC 8414), with only what is true:
@@ -37,13 +37,8 @@ pub struct AuthorizationServerMetadata {
         (status = 200, description = "JWK Set: Ed25519 (`kty: OKP`, `alg: EdDSA`) keys with `kid`"),
         (status = 503, description = "The key store is unavailable", body = ErrorBody),
     ))]
-pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let jwks = state
-        .accounts
-        .tokens()
-        .jwks()
-        .await
-        .map_err(AccountError::from)?;
+pub async fn jwks(State(accounts): State<Accounts>) -> Result<impl IntoResponse, ApiError> {
+    let jwks = accounts.published_keys().await?;
     // A new key signs only after this cache lifetime, so a verifier never meets an unknown kid.
     let cache = format!("public, max-age={}", JWKS_MAX_AGE.as_secs());
     Ok(([(header::CACHE_CONTROL, cache)], Json(jwks)))

@@ -29,6 +29,8 @@ async fn keys_cli(app: &TestApp, args: &[&str]) -> Output {
         .env_clear()
         .env("DATABASE_URL", &app.db().direct_url)
         .env("RUST_LOG", "warn")
+        // A loaded test machine must not turn a slow statement into a failed revocation.
+        .env("AIDLC_DEPENDENCY_TIMEOUT_MS", "5000")
         .env("AIDLC_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .kill_on_drop(true)
