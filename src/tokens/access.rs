@@ -156,7 +156,10 @@ pub struct AccessTokenVerifier {
     keys: HashMap<String, DecodingKey>,
     issuer: String,
     audience: String,
+    /// Allowed lateness of `nbf`/`iat` (the issuer's clock running ahead).
     leeway: i64,
+    /// Allowed lateness past `exp`: `leeway` for other services' verifiers, none for our own.
+    expiry_leeway: i64,
     validation: Validation,
 }
 
@@ -204,8 +207,18 @@ impl AccessTokenVerifier {
             issuer,
             audience,
             leeway: leeway.as_secs().cast_signed(),
+            expiry_leeway: leeway.as_secs().cast_signed(),
             validation,
         })
+    }
+
+    /// The same verifier with no leeway past `exp`: a token is dead the second it expires. For
+    /// the issuer's own checks, whose clock is the one that set `exp` (RFC 7662 §2.2: an
+    /// expired token is not active); the leeway still covers `nbf`/`iat` from a sibling
+    /// instance whose clock runs a little ahead.
+    pub fn with_strict_expiry(mut self) -> Self {
+        self.expiry_leeway = 0;
+        self
     }
 
     /// The claims of `token` if it is a valid access token at `now`.
@@ -250,7 +263,7 @@ impl AccessTokenVerifier {
         }
         let now = now.unix_timestamp();
         // Valid while now < exp (RFC 7519 §4.1.4), stretched by the leeway; saturating so huge values cannot wrap.
-        if now >= claims.exp.saturating_add(self.leeway) {
+        if now >= claims.exp.saturating_add(self.expiry_leeway) {
             return Err(TokenError::Expired);
         }
         let latest_start = now.saturating_add(self.leeway);
@@ -533,6 +546,24 @@ mod tests {
         assert!(matches!(
             v.verify(&token, exp + time::Duration::days(365)),
             Err(TokenError::Expired)
+        ));
+    }
+
+    #[test]
+    fn strict_expiry_ends_a_token_at_exp_but_keeps_the_start_leeway() {
+        let key = SigningKey::generate().unwrap();
+        let jwks = [key.public_jwk()];
+        let own = AccessTokenVerifier::new(&jwks, ISS, AUD, Duration::from_secs(5))
+            .unwrap()
+            .with_strict_expiry();
+        let (token, claims) = issue(&issuer(key));
+        let exp = OffsetDateTime::from_unix_timestamp(claims.exp).unwrap();
+        assert!(own.verify(&token, exp - time::Duration::seconds(1)).is_ok());
+        assert!(matches!(own.verify(&token, exp), Err(TokenError::Expired)));
+        assert!(own.verify(&token, T0 - time::Duration::seconds(4)).is_ok());
+        assert!(matches!(
+            own.verify(&token, T0 - time::Duration::seconds(6)),
+            Err(TokenError::NotYetValid)
         ));
     }
 

@@ -19,6 +19,10 @@ use super::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, Jwks, SigningK
 use crate::clock::Clock;
 use crate::store::{KeyRevocation, KeyStore, StoreError, StoredKey};
 
+/// How far a sibling instance's clock may run ahead of ours (`nbf`/`iat` of its tokens).
+/// Expiry gets no leeway in our own checks: the clock that set `exp` is ours.
+const OWN_CLOCK_SKEW: Duration = Duration::from_secs(5);
+
 /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -345,8 +349,9 @@ fn build(
         &jwks.keys,
         config.issuer.clone(),
         config.audience.clone(),
-        MAX_LEEWAY,
-    )?;
+        OWN_CLOCK_SKEW,
+    )?
+    .with_strict_expiry();
     Ok(Loaded {
         signers,
         verifier,

@@ -14,5 +14,6 @@ mod registration;
 mod session_management;
 mod sessions;
 mod takeover;
+mod token_lifetime;
 mod tokens;
 mod verification;
