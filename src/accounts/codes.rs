@@ -1,5 +1,7 @@
 //! Issuing and checking one-time codes: generation, keyed hashing, cooldown, mail.
 
+use std::future::Future;
+
 use hmac::Mac;
 
 use super::{AccountError, Accounts};
@@ -53,12 +55,23 @@ impl Accounts {
         }
     }
 
-    /// Best effort: a request that failed after claiming the cooldown gives it back, so the
-    /// client's retry is not refused with a 429.
-    pub(super) async fn release_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) {
-        if let Err(e) = self.stores.codes.clear_cooldown(email, purpose).await {
+    /// Runs `send` (which mails a code for `purpose` to `email`, or pretends to) under the
+    /// resend cooldown: claimed first, and given back when `send` fails, so the client's retry
+    /// is not refused with a 429.
+    pub(super) async fn with_cooldown<T>(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        send: impl Future<Output = Result<T, AccountError>>,
+    ) -> Result<T, AccountError> {
+        self.claim_cooldown(email, purpose).await?;
+        let result = send.await;
+        if result.is_err()
+            && let Err(e) = self.stores.codes.clear_cooldown(email, purpose).await
+        {
             tracing::warn!(error = %e, purpose = purpose.as_str(), "could not release resend cooldown");
         }
+        result
     }
 
     /// Stores a fresh code for (address, purpose), replacing any earlier one, and returns the
@@ -135,12 +148,8 @@ impl Accounts {
         email: EmailAddress,
         purpose: CodePurpose,
     ) -> Result<(), AccountError> {
-        self.claim_cooldown(&email, purpose).await?;
-        let result = self.resend_code_claimed(&email, purpose).await;
-        if result.is_err() {
-            self.release_cooldown(&email, purpose).await;
-        }
-        result
+        self.with_cooldown(&email, purpose, self.resend_code_claimed(&email, purpose))
+            .await
     }
 
     async fn resend_code_claimed(

@@ -33,14 +33,12 @@ impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn register(&self, request: Registration) -> Result<(), AccountError> {
         let email = request.email.clone();
-        self.claim_cooldown(&email, CodePurpose::Registration)
-            .await?;
-        let result = self.register_claimed(request).await;
-        if result.is_err() {
-            self.release_cooldown(&email, CodePurpose::Registration)
-                .await;
-        }
-        result
+        self.with_cooldown(
+            &email,
+            CodePurpose::Registration,
+            self.register_claimed(request),
+        )
+        .await
     }
 
     async fn register_claimed(&self, request: Registration) -> Result<(), AccountError> {

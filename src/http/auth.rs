@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ServiceUnavailable};
 use super::extract::JsonBody;
 use crate::accounts::{Authenticated, ClientInfo, IssuedSession, Registration};
 use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserStatus};
@@ -176,7 +176,7 @@ fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email, invalid_password or invalid_full_name", body = ErrorBody),
         (status = 429, description = "A code was sent to this address less than the cooldown ago", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable; nothing was written", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -205,7 +205,7 @@ pub async fn register(
         (status = 400, description = "invalid_code (wrong, expired, used or exhausted code, or a password that is not the registration's) or malformed_json", body = ErrorBody),
         (status = 409, description = "password_required: the code is right, but the address was registered with different passwords; send the password with the same code", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn verify_registration(
     State(state): State<AppState>,
@@ -228,7 +228,7 @@ pub async fn verify_registration(
         (status = 401, description = "invalid_credentials, for every wrong combination", body = ErrorBody),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
         (status = 429, description = "A login code was sent less than the cooldown ago", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -262,7 +262,7 @@ pub async fn login(
         (status = 200, description = "Session started", body = TokenResponse),
         (status = 400, description = "invalid_code or malformed_json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn verify_login(
     State(state): State<AppState>,
@@ -280,7 +280,7 @@ pub async fn verify_login(
         (status = 202, description = "Identical for every address", body = MessageResponse),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
         (status = 429, description = "A code was sent less than the cooldown ago", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn resend_code(
     State(state): State<AppState>,
@@ -301,7 +301,7 @@ pub async fn resend_code(
     responses(
         (status = 200, description = "The caller's account", body = UserView),
         (status = 401, description = "Missing, invalid or expired access token, or its session has ended", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn me(caller: Authenticated) -> Json<UserView> {
     Json(caller.user.into())

@@ -28,6 +28,13 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The 503 every dependency-backed route can answer, documented once: PostgreSQL or Redis is
+/// down or did not answer within the dependency timeout, nothing was half-written, and
+/// `Retry-After` says when to try again.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct ServiceUnavailable(ErrorBody);
+
 /// An error on its way to becoming a response.
 #[derive(Debug)]
 pub struct ApiError {

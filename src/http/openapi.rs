@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::error::{ErrorBody, ErrorDetail};
+use super::error::{ErrorBody, ErrorDetail, ServiceUnavailable};
 use super::{auth, health, sessions, wellknown};
 
 /// The service's API description.
@@ -17,7 +17,7 @@ use super::{auth, health, sessions, wellknown};
         sessions::list, sessions::revoke, sessions::introspect, wellknown::jwks,
         wellknown::authorization_server_metadata, health::live, health::ready,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail), responses(ServiceUnavailable)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration and login"),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::TokenResponse;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ServiceUnavailable};
 use super::extract::{IntrospectionClient, JsonBody};
 use crate::accounts::Authenticated;
 use crate::domain::RefreshToken;
@@ -121,7 +121,7 @@ fn view(session: Session, current: Uuid) -> SessionView {
         (status = 200, description = "A new pair; within 10 s a replay of the previous refresh token returns the same new refresh token", body = TokenResponse),
         (status = 401, description = "invalid_refresh_token: unknown, expired, revoked, or reused (reuse revokes the session)", body = ErrorBody),
         (status = 422, description = "invalid_body", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -137,7 +137,7 @@ pub async fn refresh(
     responses(
         (status = 204, description = "Session ended"),
         (status = 401, description = "Missing or invalid access token, or the session already ended", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -153,7 +153,7 @@ pub async fn logout(
     responses(
         (status = 200, description = "Sessions ended", body = LogoutAllResponse),
         (status = 401, description = "Missing or invalid access token", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn logout_all(
     State(state): State<AppState>,
@@ -176,7 +176,7 @@ pub async fn logout_all(
     responses(
         (status = 200, description = "Live sessions, newest first; `current` marks the caller's", body = SessionList),
         (status = 401, description = "Missing or invalid access token", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -196,7 +196,7 @@ pub async fn list(
         (status = 204, description = "Session ended"),
         (status = 401, description = "Missing or invalid access token", body = ErrorBody),
         (status = 404, description = "session_not_found: not one of the caller's live sessions", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -215,7 +215,7 @@ pub async fn revoke(
     responses(
         (status = 200, description = "`active` and, when true, the token's claims", body = IntrospectResponse),
         (status = 401, description = "invalid_client: `AIDLC_INTROSPECTION_SECRET` is set and the caller did not present it (Bearer, or the password of HTTP Basic)", body = ErrorBody),
-        (status = 503, description = "A dependency is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn introspect(
     State(state): State<AppState>,

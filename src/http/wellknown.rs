@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ServiceUnavailable};
 use crate::accounts::Accounts;
 use crate::tokens::keyring::JWKS_MAX_AGE;
 
@@ -35,7 +35,7 @@ pub struct AuthorizationServerMetadata {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     responses(
         (status = 200, description = "JWK Set: Ed25519 (`kty: OKP`, `alg: EdDSA`) keys with `kid`"),
-        (status = 503, description = "The key store is unavailable", body = ErrorBody),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn jwks(State(accounts): State<Accounts>) -> Result<impl IntoResponse, ApiError> {
     let jwks = accounts.published_keys().await?;

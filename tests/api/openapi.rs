@@ -40,6 +40,16 @@ async fn openapi_document_is_3_1_and_lists_every_route() {
         "ErrorBody schema is documented"
     );
     assert!(
+        doc["components"]["responses"]["ServiceUnavailable"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("Retry-After")),
+        "one documented 503"
+    );
+    assert_eq!(
+        doc["paths"]["/api/auth/login"]["post"]["responses"]["503"]["$ref"],
+        "#/components/responses/ServiceUnavailable"
+    );
+    assert!(
         doc["components"]["securitySchemes"]["bearer"].is_object(),
         "bearer scheme is documented"
     );
