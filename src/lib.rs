@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod app;
 pub mod clock;
 pub mod config;
+mod crypto;
 pub mod domain;
 pub mod email;
 pub mod http;

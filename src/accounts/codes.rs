@@ -26,12 +26,12 @@ impl CodeHasher {
 
     /// HMAC-SHA256 over purpose, address and code, hex.
     pub fn hash(&self, email: &EmailAddress, purpose: CodePurpose, code: &OneTimeCode) -> String {
-        let mut mac = crate::domain::hmac_sha256(&self.key);
+        let mut mac = crate::crypto::hmac_sha256(&self.key);
         for part in [purpose.as_str(), email.as_str(), code.expose()] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
-        crate::domain::hex(&mac.finalize().into_bytes())
+        crate::crypto::mac_hex(mac)
     }
 }
 

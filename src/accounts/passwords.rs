@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -36,7 +38,7 @@ impl Hasher {
             .map_err(|e| anyhow::anyhow!("invalid Argon2 parameters: {e}"))?;
         let mut random = [0u8; 24];
         rand::rng().fill_bytes(&mut random);
-        let dummy_password = SecretString::from(crate::domain::hex(&random));
+        let dummy_password = SecretString::from(URL_SAFE_NO_PAD.encode(random));
         let dummy = hash_blocking(&params, dummy_password.expose_secret())?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {

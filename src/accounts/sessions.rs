@@ -5,9 +5,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AccountError, Accounts, ClientInfo};
-use crate::domain::{RefreshToken, User, UserId, UserStatus};
+use crate::domain::{User, UserId, UserStatus};
 use crate::store::{RefreshRules, Rotation, Session, SessionLimit};
-use crate::tokens::AccessClaims;
+use crate::tokens::{AccessClaims, RefreshToken};
 
 /// A token pair just issued: shown to its owner once.
 #[derive(Debug)]

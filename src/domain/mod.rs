@@ -4,15 +4,12 @@ mod code;
 mod email_address;
 mod full_name;
 mod password;
-mod token;
 mod user;
 
 pub use code::{CodePurpose, OneTimeCode};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
 pub use password::{Password, PasswordHash};
-pub use token::RefreshToken;
-pub(crate) use token::{hex, hmac_sha256};
 pub use user::{PendingRegistration, User, UserId, UserStatus};
 
 /// Why a raw value was refused; the message is safe to show to the client.

@@ -14,8 +14,8 @@ use super::auth::TokenResponse;
 use super::error::{ApiError, ErrorBody, ServiceUnavailable};
 use super::extract::{IntrospectionClient, JsonBody};
 use crate::accounts::Authenticated;
-use crate::domain::RefreshToken;
 use crate::store::Session;
+use crate::tokens::RefreshToken;
 
 /// `POST /api/auth/refresh` body.
 #[derive(Deserialize, ToSchema)]

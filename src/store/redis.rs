@@ -109,13 +109,13 @@ impl RedisStore {
     /// Addresses enter key names only as an HMAC under a server secret, so neither a key
     /// listing nor a list of candidate addresses tells whose codes are there.
     fn pair_key(&self, kind: &str, email: &EmailAddress, purpose: CodePurpose) -> String {
-        let mut mac = crate::domain::hmac_sha256(&self.key_name_secret);
+        let mut mac = crate::crypto::hmac_sha256(&self.key_name_secret);
         mac.update(email.as_str().as_bytes());
         format!(
             "{}{kind}:{}:{}",
             self.prefix,
             purpose.as_str(),
-            crate::domain::hex(&mac.finalize().into_bytes())
+            crate::crypto::mac_hex(mac)
         )
     }
 }

@@ -1,10 +1,13 @@
+//! Refresh tokens: opaque, stored only as digests, each with a successor derived by HMAC.
+
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+
+use crate::crypto::{hmac_sha256, sha256_hex};
 
 /// An opaque 256-bit refresh token. Only its SHA-256 digest is ever stored.
 pub struct RefreshToken(String);
@@ -30,7 +33,7 @@ impl RefreshToken {
 
     /// The lookup key stored in place of the token (hex SHA-256).
     pub fn digest(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
+        sha256_hex(self.0.as_bytes())
     }
 
     /// The token that replaces this one at rotation: HMAC-SHA256 under a server key, so the
@@ -48,23 +51,6 @@ impl fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RefreshToken([REDACTED])")
     }
-}
-
-/// HMAC-SHA256 keyed with `key`.
-pub(crate) fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"))
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[cfg(test)]
