@@ -10,5 +10,6 @@ mod refresh;
 mod registration;
 mod session_management;
 mod sessions;
+mod support;
 mod tokens;
 mod verification;
