@@ -514,6 +514,7 @@ fn is_root() -> bool {
 /// same start time, not a zombie), waits up to 10 s, KILLs what is left and removes the run
 /// directory `$1`. The same script cleans a stale run: its stdin is that run's `servers` file.
 const WATCHDOG: &str = r#"
+PATH=/usr/bin:/bin:${PATH:-}
 dir=$1
 servers=
 while read -r pid start sig; do servers="$servers $pid:$start:$sig"; done
@@ -584,7 +585,7 @@ fn create_run() -> Result<Run, String> {
     fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
-    let mut watchdog = Command::new("sh")
+    let mut watchdog = Command::new("/bin/sh")
         .args(["-c", WATCHDOG, "aidlc-test-watchdog"])
         .arg(&dir)
         .stdin(Stdio::piped())
@@ -636,7 +637,7 @@ fn clean_stale_runs(base: &Path) {
         let servers = File::open(entry.path().join("servers"))
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
-        let cleaner = Command::new("sh")
+        let cleaner = Command::new("/bin/sh")
             .args(["-c", WATCHDOG, "aidlc-test-watchdog"])
             .arg(entry.path())
             .stdin(servers)
