@@ -100,7 +100,7 @@ fn run(command: &mut Command, step: &str, fix: &str) -> Result<(), String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
     Err(format!(
-        "{step} failed ({}): {}: {fix}",
+        "{step} failed ({}): {}; to fix: {fix}",
         out.status,
         last.unwrap_or("no output")
     ))
