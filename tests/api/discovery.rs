@@ -1,7 +1,6 @@
 //! Discovery metadata that says only what is true (checked with Authlib's RFC 8414 parser), and
 //! introspection that can require the other services' client credential.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
@@ -30,12 +29,9 @@ const ISSUER: &str = "https://auth.aidlc.test";
 
 /// Runs `tests/support/check_metadata_with_authlib.py` against `app`.
 async fn parse_with_authlib(app: &TestApp) -> Value {
-    let run = tokio::process::Command::new("python3")
+    let run = crate::support::python::command()
         .arg(METADATA_SCRIPT)
         .args([app.address.as_str(), ISSUER])
-        .env("NO_PROXY", "*")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), run)
         .await

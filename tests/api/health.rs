@@ -24,7 +24,7 @@ async fn readiness_reports_every_dependency(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let body = expect_json(app.get("/health/ready").await, StatusCode::OK).await;
     let redis = match backend {
-        Backend::Sqlite => "not_configured",
+        Backend::Sqlite | Backend::Postgres => "not_configured",
         Backend::PostgresRedis => "ok",
     };
     assert_eq!(

@@ -13,6 +13,7 @@ mod refresh;
 mod registration;
 mod session_management;
 mod sessions;
+mod support;
 mod takeover;
 mod token_lifetime;
 mod tokens;

@@ -20,6 +20,7 @@ use crate::helpers::{
     Backend, PASSWORD, TestApp, TestEnv, backend_tests, expect_error, expect_json, expect_session,
     jwks_kids, jwt_claims, jwt_header, jwt_kid, session_id, status_and_json, token, unique_email,
 };
+use crate::support::python;
 
 backend_tests!(
     login_token_verifies_with_pyjwt_through_the_jwks_endpoint,
@@ -52,45 +53,6 @@ const PYJWT_SCRIPT: &str = concat!(
     "/tests/support/verify_with_pyjwt.py"
 );
 
-/// `python3`, never through a proxy (the script only fetches from 127.0.0.1).
-fn python3() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new("python3");
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .env("NO_PROXY", "*")
-        .env("no_proxy", "*")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
-
-/// Fails the test, never skips it, when python3 or PyJWT is missing.
-async fn require_pyjwt() {
-    const HOW: &str =
-        "install python3 and `pip install 'pyjwt[crypto]'` (README, \"Running the tests\")";
-    let probe = python3()
-        .args(["-c", "import jwt, cryptography"])
-        .output()
-        .await;
-    match probe {
-        Err(e) => panic!("python3 is required to verify access tokens with PyJWT ({e}); {HOW}"),
-        Ok(out) if !out.status.success() => panic!(
-            "python3 cannot import PyJWT with cryptography; {HOW}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Ok(_) => {}
-    }
-}
-
 /// Runs `tests/support/verify_with_pyjwt.py` (the README's recipe) against `app`'s JWKS over
 /// HTTP: the claims when PyJWT accepts the token, its complaint otherwise.
 async fn verify_with_pyjwt(
@@ -99,16 +61,15 @@ async fn verify_with_pyjwt(
     issuer: &str,
     audience: &str,
 ) -> Result<Value, String> {
-    require_pyjwt().await;
     let jwks_url = app.url("/.well-known/jwks.json");
-    let run = python3()
+    let run = python::command()
         .arg(PYJWT_SCRIPT)
         .args([jwks_url.as_str(), token, issuer, audience])
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("PyJWT did not finish within 60 s")
-        .expect("running python3 tests/support/verify_with_pyjwt.py");
+        .expect("running tests/support/verify_with_pyjwt.py with the venv's python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.success() {
         Ok(serde_json::from_str(&stdout)

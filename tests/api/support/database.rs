@@ -1,0 +1,192 @@
+//! A fresh store per test: a SQLite file, or a PostgreSQL database (and a Redis key prefix) on
+//! the servers the suite started.
+
+use std::path::PathBuf;
+
+use sqlx::{AssertSqlSafe, Connection};
+use uuid::Uuid;
+
+use super::backend::Backend;
+use super::proxy::TcpProxy;
+use super::servers;
+
+/// A database (and Redis prefix) created for one test, removed when its last app stops.
+pub struct TestDatabase {
+    backend: Backend,
+    /// The real database URL (apps may reach it through a proxy instead).
+    pub direct_url: String,
+    /// The Redis key prefix (empty without Redis).
+    pub redis_prefix: String,
+    pg_name: Option<String>,
+    sqlite_dir: Option<PathBuf>,
+}
+
+impl TestDatabase {
+    /// Creates the store for `backend`: a SQLite file in the run's directory, or a database on
+    /// the suite's PostgreSQL (and, with Redis, a key prefix of its own).
+    pub async fn create(backend: Backend) -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        if !backend.is_postgres() {
+            // Under the run's directory, so a killed run leaves no file behind.
+            let dir = servers::run_dir().join(format!("sqlite_{id}"));
+            std::fs::create_dir_all(&dir).expect("creating the test database directory");
+            return Self {
+                backend,
+                direct_url: format!("sqlite://{}/test.db", dir.display()),
+                redis_prefix: String::new(),
+                pg_name: None,
+                sqlite_dir: Some(dir),
+            };
+        }
+        let postgres = servers::postgres();
+        let name = format!("aidlc_test_{id}");
+        let mut admin = sqlx::PgConnection::connect(&postgres.admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to PostgreSQL at {}: {e}", postgres.addr));
+        sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+            .execute(&mut admin)
+            .await
+            .expect("creating the test database");
+        let _ = admin.close().await;
+        Self {
+            backend,
+            direct_url: postgres.database_url(&name),
+            redis_prefix: if backend.has_redis() {
+                format!("test:{id}:")
+            } else {
+                String::new()
+            },
+            pg_name: Some(name),
+            sqlite_dir: None,
+        }
+    }
+
+    /// The URL an app reaching PostgreSQL through `proxy` uses.
+    pub fn url_through(&self, proxy: &TcpProxy) -> String {
+        let name = self
+            .pg_name
+            .as_deref()
+            .expect("only PostgreSQL databases can be proxied");
+        servers::postgres().database_url_via(name, proxy.port)
+    }
+
+    /// `SELECT count(*) FROM users`, read directly (not through any proxy).
+    pub async fn count_users(&self) -> i64 {
+        self.scalar_i64("SELECT count(*) FROM users").await
+    }
+
+    /// Runs a query returning one integer, directly against the test database.
+    pub async fn scalar_i64(&self, sql: &'static str) -> i64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.direct_url)
+                    .await
+                    .expect("opening the SQLite test database");
+                let n: i64 = sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(sql);
+                let _ = conn.close().await;
+                n
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = sqlx::PgConnection::connect(&self.direct_url)
+                    .await
+                    .expect("connecting to the PostgreSQL test database");
+                let n: i64 = sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(sql);
+                let _ = conn.close().await;
+                n
+            }
+        }
+    }
+
+    /// The stored PKCS#8 private key of signing key `kid`, read directly.
+    pub async fn signing_key(&self, kid: &str) -> Option<Vec<u8>> {
+        const SQL: &str = "SELECT private_key FROM signing_keys WHERE kid = $1";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.direct_url)
+                    .await
+                    .expect("opening the SQLite test database");
+                let key = sqlx::query_scalar(SQL)
+                    .bind(kid)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                key
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = sqlx::PgConnection::connect(&self.direct_url)
+                    .await
+                    .expect("connecting to the PostgreSQL test database");
+                let key = sqlx::query_scalar(SQL)
+                    .bind(kid)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                key
+            }
+        }
+    }
+
+    /// Drops the database, the Redis keys and the temp dir (best effort).
+    async fn remove(&mut self) {
+        if let Some(dir) = self.sqlite_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(name) = self.pg_name.take()
+            && let Ok(mut admin) = sqlx::PgConnection::connect(&servers::postgres().admin_url).await
+        {
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+            )))
+            .execute(&mut admin)
+            .await;
+            let _ = admin.close().await;
+        }
+        let prefix = std::mem::take(&mut self.redis_prefix);
+        if !prefix.is_empty()
+            && let Ok(client) = redis::Client::open(servers::redis().url.as_str())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    /// Runs on its own thread and runtime: the test's runtime may be shutting down.
+    fn drop(&mut self) {
+        if self.pg_name.is_none() && self.sqlite_dir.is_none() && self.redis_prefix.is_empty() {
+            return;
+        }
+        let mut this = Self {
+            backend: self.backend,
+            direct_url: std::mem::take(&mut self.direct_url),
+            redis_prefix: std::mem::take(&mut self.redis_prefix),
+            pg_name: self.pg_name.take(),
+            sqlite_dir: self.sqlite_dir.take(),
+        };
+        let cleaner = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(this.remove());
+            }
+        });
+        let _ = cleaner.join();
+    }
+}

@@ -1,0 +1,105 @@
+//! The suite's Redis: a `redis-server` of its own, or the one `AIDLC_TEST_REDIS_URL` names.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::REDIS_URL_VAR;
+use super::server::{Server, ServerSpec, fatal, find_program, start};
+use super::watchdog::run_dir;
+
+/// The Redis the tests share, one key prefix per test.
+pub struct Redis {
+    /// Its URL.
+    pub url: String,
+    /// Where it listens, `host:port` (for proxies).
+    pub addr: String,
+    base: url::Url,
+    _server: Option<Server>,
+}
+
+impl Redis {
+    /// Its URL with the address replaced by a proxy's on `127.0.0.1:<port>`.
+    pub fn url_via(&self, port: u16) -> String {
+        let mut url = self.base.clone();
+        let _ = url.set_host(Some("127.0.0.1"));
+        let _ = url.set_port(Some(port));
+        url.to_string()
+    }
+
+    fn at(url: &str, server: Option<Server>) -> Result<Self, String> {
+        let base = url::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+        let host = base.host_str().unwrap_or("127.0.0.1");
+        let addr = format!("{host}:{}", base.port().unwrap_or(6379));
+        Ok(Self {
+            url: url.to_owned(),
+            addr,
+            base,
+            _server: server,
+        })
+    }
+
+    /// `redis-server` on a free port, nothing persisted.
+    fn start() -> Result<Self, String> {
+        let program = find_program("redis-server").ok_or(
+            "redis-server is not installed: apt-get install redis-server \
+             (or set AIDLC_TEST_REDIS_URL to use a running Redis)",
+        )?;
+        let dir = run_dir().join("redis");
+        fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let server = start(|port| ServerSpec {
+            name: "redis",
+            program: program.clone(),
+            args: [
+                "--port".into(),
+                port.to_string().into(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--save".into(),
+                "".into(),
+                "--appendonly".into(),
+                "no".into(),
+                "--daemonize".into(),
+                "no".into(),
+                "--dir".into(),
+                dir.clone().into_os_string(),
+            ]
+            .into(),
+            user: None,
+            stop_signal: "TERM",
+            ready: Box::new(move || redis_answers(port)),
+        })?;
+        Self::at(&format!("redis://127.0.0.1:{}", server.port), Some(server))
+    }
+}
+
+/// The Redis the suite uses: started on first use (or the one `AIDLC_TEST_REDIS_URL` names);
+/// ends the run with one line if it cannot be had.
+pub fn redis() -> &'static Redis {
+    static REDIS: OnceLock<Result<Redis, String>> = OnceLock::new();
+    REDIS
+        .get_or_init(|| match std::env::var(REDIS_URL_VAR) {
+            Ok(url) if !url.is_empty() => {
+                Redis::at(&url, None).map_err(|e| format!("{REDIS_URL_VAR}: {e}"))
+            }
+            _ => Redis::start(),
+        })
+        .as_ref()
+        .unwrap_or_else(|e| fatal(e))
+}
+
+/// `PING` answered (`-NOAUTH` counts: a password-protected Redis is up too).
+fn redis_answers(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 16];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream
+            .read(&mut reply)
+            .is_ok_and(|n| reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
+}
