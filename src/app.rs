@@ -64,7 +64,12 @@ impl App {
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(argon2))
             .await
             .context("preparing the password hasher")??;
-        let keyring_config = key_ring_config(&settings);
+        let host = settings.host();
+        let listener = TcpListener::bind((host, settings.port))
+            .await
+            .with_context(|| format!("binding {host}:{}", settings.port))?;
+        let issuer = settings.issuer(listener.local_addr().context("reading the bound address")?);
+        let keyring_config = key_ring_config(&settings, issuer.clone());
         let tokens = Arc::new(
             KeyRing::load(stores.keys.clone(), clock.clone(), keyring_config.clone()).await?,
         );
@@ -85,13 +90,10 @@ impl App {
                 database: stores.database.clone(),
                 redis: stores.redis.clone(),
             },
-            issuer: settings.jwt_issuer.clone(),
+            issuer,
             introspection_secret: settings.introspection_secret.clone(),
         };
         let router = http::router(state);
-        let listener = TcpListener::bind((settings.host, settings.port))
-            .await
-            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         Ok(Self {
             listener,
             router,
@@ -163,10 +165,10 @@ async fn sweep_forever(
 /// Name of the shared key that derives each refresh token's successor.
 const REFRESH_SECRET_NAME: &str = "refresh-successor-key";
 
-/// The key ring's settings.
-pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
+/// The key ring's settings, signing for `issuer`.
+pub fn key_ring_config(settings: &Settings, issuer: String) -> KeyRingConfig {
     KeyRingConfig {
-        issuer: settings.jwt_issuer.clone(),
+        issuer,
         audience: settings.jwt_audience.clone(),
         access_token_ttl: settings.access_token_ttl,
         reload_interval: settings.key_reload_interval,
@@ -179,7 +181,9 @@ pub fn key_ring_config(settings: &Settings) -> KeyRingConfig {
 /// expired. Returns the new key.
 pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<crate::store::StoredKey> {
     let keys = crate::store::connect_key_store(settings).await?;
-    crate::tokens::rotate_now(keys.as_ref(), &SystemClock, &key_ring_config(settings)).await
+    // Rotation only stores a key: the issuer it will sign for does not matter here.
+    let config = key_ring_config(settings, String::new());
+    crate::tokens::rotate_now(keys.as_ref(), &SystemClock, &config).await
 }
 
 /// `aidlc-auth keys revoke <kid>`: for a key that has leaked. It stops signing and leaves the

@@ -106,9 +106,10 @@ pub struct Settings {
     /// development | staging | production (staging and production refuse embedded stores).
     #[arg(long, env = "ENVIRONMENT", default_value = "development")]
     pub environment: Environment,
-    /// Listening address.
-    #[arg(long, env = "AIDLC_HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
+    /// Listening address (default: 127.0.0.1 in development, where codes are printed to the
+    /// log; 0.0.0.0 in staging/production).
+    #[arg(long, env = "AIDLC_HOST")]
+    pub host: Option<IpAddr>,
     /// Listening port (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8001)]
     pub port: u16,
@@ -166,9 +167,11 @@ pub struct Settings {
         default_value = "AIDLC <no-reply@aidlc.local>"
     )]
     pub email_from: String,
-    /// `iss` of access tokens and base of the discovery URLs (set it to the public URL).
-    #[arg(long, env = "AIDLC_JWT_ISSUER", default_value = "http://localhost:8001", value_parser = issuer)]
-    pub jwt_issuer: String,
+    /// `iss` of access tokens and base of the discovery URLs: the URL other services reach
+    /// this one at. Required in staging/production; in development it defaults to the address
+    /// actually bound (`http://127.0.0.1:<port>`).
+    #[arg(long, env = "AIDLC_JWT_ISSUER", value_parser = issuer)]
+    pub jwt_issuer: Option<String>,
     /// `aud` of access tokens.
     #[arg(long, env = "AIDLC_JWT_AUDIENCE", default_value = "aidlc")]
     pub jwt_audience: String,
@@ -257,6 +260,30 @@ impl Settings {
         unknown
     }
 
+    /// The listening address: as set, or loopback in development and every address when
+    /// deployed (behind the ALB).
+    pub fn host(&self) -> IpAddr {
+        self.host.unwrap_or(if self.environment.is_deployed() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([127, 0, 0, 1])
+        })
+    }
+
+    /// `iss` of access tokens: as set, or (development) the URL of `bound`, the address the
+    /// listener actually has, so discovery never points at a port nobody listens on.
+    pub fn issuer(&self, bound: std::net::SocketAddr) -> String {
+        if let Some(issuer) = &self.jwt_issuer {
+            return issuer.clone();
+        }
+        let ip = match bound.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", std::net::SocketAddr::new(ip, bound.port()))
+    }
+
     /// The log format: as set, or JSON when deployed and pretty otherwise.
     pub fn log_format(&self) -> LogFormat {
         match self.log_format {
@@ -272,7 +299,7 @@ impl Settings {
         if self.access_token_ttl.is_zero() {
             return refuse("AIDLC_ACCESS_TOKEN_TTL_SECONDS must be positive");
         }
-        if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
+        if self.jwt_issuer.as_ref().is_some_and(String::is_empty) || self.jwt_audience.is_empty() {
             return refuse("AIDLC_JWT_ISSUER and AIDLC_JWT_AUDIENCE must not be empty");
         }
         if self
@@ -331,6 +358,12 @@ impl Settings {
                 )));
             }
         }
+        if self.environment.is_deployed() && self.jwt_issuer.is_none() {
+            return refuse(
+                "AIDLC_JWT_ISSUER is required in staging and production: the URL other services \
+                 reach this one at (it is the iss of every token and the base of discovery)",
+            );
+        }
         Ok(())
     }
 
@@ -346,7 +379,7 @@ impl fmt::Debug for Settings {
         let url = |u: &SecretString| redact_url(u.expose_secret());
         f.debug_struct("Settings")
             .field("environment", &self.environment)
-            .field("host", &self.host)
+            .field("host", &self.host())
             .field("port", &self.port)
             .field("database_url", &url(&self.database_url))
             .field("redis_url", &self.redis_url.as_ref().map(url))
@@ -546,7 +579,8 @@ mod tests {
         assert!(
             Settings::from_vars(vars(&[
                 ("ENVIRONMENT", "staging"),
-                ("ALLOW_EMBEDDED_STORES", "true")
+                ("ALLOW_EMBEDDED_STORES", "true"),
+                ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
             ]))
             .is_ok()
         );
@@ -653,6 +687,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn development_listens_on_loopback_and_derives_its_issuer_from_the_bound_port() {
+        let dev = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(dev.host(), IpAddr::from([127, 0, 0, 1]));
+        let bound = std::net::SocketAddr::from(([127, 0, 0, 1], 45591));
+        assert_eq!(dev.issuer(bound), "http://127.0.0.1:45591");
+        let any = std::net::SocketAddr::from(([0, 0, 0, 0], 8001));
+        assert_eq!(dev.issuer(any), "http://127.0.0.1:8001");
+        let set =
+            Settings::from_vars(vars(&[("AIDLC_JWT_ISSUER", "https://auth.example/")])).unwrap();
+        assert_eq!(set.issuer(bound), "https://auth.example");
+    }
+
+    #[test]
+    fn deployed_environments_listen_everywhere_and_require_an_issuer() {
+        let deployed = [
+            ("ENVIRONMENT", "staging"),
+            ("DATABASE_URL", "postgres://u@db/aidlc_auth"),
+            ("REDIS_URL", "redis://cache:6379"),
+        ];
+        let err = Settings::from_vars(vars(&deployed)).unwrap_err();
+        assert!(err.to_string().contains("AIDLC_JWT_ISSUER"), "{err}");
+        let mut with_issuer = deployed.to_vec();
+        with_issuer.push(("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"));
+        let s = Settings::from_vars(vars(&with_issuer)).unwrap();
+        assert_eq!(s.host(), IpAddr::from([0, 0, 0, 0]));
     }
 
     #[test]

@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
     }
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Healthcheck) {
-        return healthcheck(settings.host, settings.port).await;
+        return healthcheck(settings.host(), settings.port).await;
     }
     telemetry::init(settings.log_format());
     for name in Settings::unknown_variables(std::env::vars()) {

@@ -16,6 +16,7 @@ use crate::helpers::{
 
 backend_tests!(
     metadata_publishes_only_true_members_and_a_standard_parser_accepts_them,
+    without_a_configured_issuer_development_names_the_port_it_listens_on,
     introspection_requires_the_client_secret_when_one_is_set,
 );
 
@@ -48,7 +49,7 @@ async fn parse_with_authlib(app: &TestApp) -> Value {
 
 async fn metadata_publishes_only_true_members_and_a_standard_parser_accepts_them(backend: Backend) {
     let mut env = TestEnv::new(backend).await;
-    env.settings.jwt_issuer = ISSUER.to_owned();
+    env.settings.jwt_issuer = Some(ISSUER.to_owned());
     let app = env.spawn().await;
 
     let metadata = expect_json(
@@ -95,6 +96,42 @@ async fn metadata_publishes_only_true_members_and_a_standard_parser_accepts_them
         .register_active(&unique_email("iss"), PASSWORD, "Issuer")
         .await;
     assert_eq!(crate::helpers::jwt_claims(&token(&session))["iss"], ISSUER);
+    app.stop().await;
+}
+
+async fn without_a_configured_issuer_development_names_the_port_it_listens_on(backend: Backend) {
+    let mut env = TestEnv::new(backend).await;
+    env.settings.jwt_issuer = None;
+    let app = env.spawn().await;
+    // Bound to 127.0.0.1 on a port picked at start: that is where discovery must point.
+    let issuer = app.address.clone();
+    let metadata = expect_json(
+        app.get("/.well-known/oauth-authorization-server").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(metadata["issuer"], issuer.as_str(), "{metadata}");
+    let jwks_uri = metadata["jwks_uri"].as_str().expect("jwks_uri");
+    assert_eq!(jwks_uri, format!("{issuer}/.well-known/jwks.json"));
+    let jwks: Value = app
+        .client
+        .get(jwks_uri)
+        .send()
+        .await
+        .expect("fetching jwks_uri")
+        .json()
+        .await
+        .expect("a JWK Set");
+    let session = app
+        .register_active(&unique_email("port"), PASSWORD, "Port")
+        .await;
+    let access = token(&session);
+    assert_eq!(crate::helpers::jwt_claims(&access)["iss"], issuer.as_str());
+    assert_eq!(
+        crate::helpers::jwks_kids(&jwks),
+        vec![crate::helpers::jwt_kid(&access)]
+    );
+    expect_json(app.me(&access).await, StatusCode::OK).await;
     app.stop().await;
 }
 

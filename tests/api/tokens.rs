@@ -198,7 +198,7 @@ async fn login_token_verifies_with_pyjwt_through_the_jwks_endpoint(backend: Back
     app.register_active(&email, PASSWORD, "Py Jwt").await;
     let login = expect_session(app.login_password(&email, PASSWORD).await).await;
     let access = token(&login);
-    let issuer = app.env.settings.jwt_issuer.clone();
+    let issuer = app.issuer().to_owned();
     let audience = app.env.settings.jwt_audience.clone();
     assert_eq!(issuer, "http://localhost:8001");
     assert_eq!(audience, "aidlc");
@@ -301,8 +301,8 @@ async fn jwks_and_authorization_server_metadata_publish_the_signing_key(backend:
         StatusCode::OK,
     )
     .await;
-    let issuer = &app.env.settings.jwt_issuer;
-    assert_eq!(discovery["issuer"], issuer.as_str(), "{discovery}");
+    let issuer = app.issuer();
+    assert_eq!(discovery["issuer"], issuer, "{discovery}");
     assert_eq!(
         discovery["jwks_uri"],
         format!("{issuer}/.well-known/jwks.json"),
@@ -437,7 +437,7 @@ async fn forged_tokens_are_rejected(backend: Backend) {
         ),
         (
             "our key, wrong aud".into(),
-            our_key_for(&settings.jwt_issuer, "another-api"),
+            our_key_for(app.issuer(), "another-api"),
         ),
         (
             "our key, wrong iss".into(),

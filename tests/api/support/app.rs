@@ -28,6 +28,9 @@ fn init_tracing() {
     });
 }
 
+/// The issuer every test app signs for (unless a test sets its own or none).
+pub const TEST_ISSUER: &str = "http://localhost:8001";
+
 /// What one test's apps share: settings, database, clock and mailbox.
 #[derive(Clone)]
 pub struct TestEnv {
@@ -47,8 +50,10 @@ impl TestEnv {
         init_tracing();
         let db = TestDatabase::create(backend).await;
         let settings = Settings {
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            host: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: 0,
+            // Fixed, so sibling instances on other ports accept each other's tokens.
+            jwt_issuer: Some(TEST_ISSUER.to_owned()),
             database_url: SecretString::from(db.direct_url.clone()),
             redis_url: backend
                 .has_redis()
@@ -122,6 +127,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The `iss` of this app's tokens.
+    pub fn issuer(&self) -> &str {
+        self.env
+            .settings
+            .jwt_issuer
+            .as_deref()
+            .unwrap_or(TEST_ISSUER)
+    }
+
     /// A fresh environment for `backend` and one app on it.
     pub async fn spawn(backend: Backend) -> Self {
         TestEnv::new(backend).await.spawn().await
