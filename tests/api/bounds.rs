@@ -8,8 +8,8 @@ use aidlc_auth::domain::CodePurpose;
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, TestEnv, backend_tests, expect_error, expect_json, expect_session,
-    refresh_token, session_id, unique_email,
+    Backend, PASSWORD, REDIS_URL, TestApp, TestEnv, backend_tests, expect_error, expect_json,
+    expect_session, refresh_token, session_id, unique_email,
 };
 
 backend_tests!(
@@ -21,6 +21,36 @@ backend_tests!(
 );
 
 const WEEK: u64 = 7 * 86_400;
+
+/// Redis key names carry neither the address nor its plain SHA-256 (which a list of candidate
+/// addresses reverses), only an HMAC under the server's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_key_names_reveal_no_address() {
+    use sha2::{Digest, Sha256};
+
+    let app = TestApp::spawn(Backend::PostgresRedis).await;
+    let email = unique_email("keyname");
+    app.register_pending(&email, PASSWORD, "Key Name").await;
+    let prefix = app.db().redis_prefix.clone();
+    let client = redis::Client::open(REDIS_URL).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connecting to the suite's Redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 2, "a code and a cooldown: {keys:?}");
+    let plain = format!("{:x}", Sha256::digest(email.as_bytes()));
+    for key in &keys {
+        assert!(!key.contains(&email) && !key.contains(&plain), "{key}");
+        let digest = key.rsplit(':').next().expect("a digest");
+        assert_eq!(digest.len(), 64, "{key}");
+    }
+    app.stop().await;
+}
 
 /// Waits (up to 10 s) until `sql` counts `expected`; the sweeper runs every second here.
 async fn eventually_counts(app: &TestApp, sql: &'static str, expected: i64) {
