@@ -4,10 +4,8 @@
 //! live in Redis when `REDIS_URL` is set and in the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
-mod postgres;
 mod redis;
 mod sql;
-mod sqlite;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +20,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{CodePurpose, EmailAddress, PendingRegistration, User, UserId};
+pub use sql::DatabaseKind;
 
 /// What can go wrong in a store, as the use cases see it.
 #[derive(Debug, thiserror::Error)]
