@@ -4,6 +4,7 @@ mod code;
 mod email_address;
 mod full_name;
 mod password;
+mod session;
 mod token;
 mod user;
 
@@ -11,6 +12,7 @@ pub use code::{CodePurpose, OneTimeCode};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
 pub use password::{Password, PasswordHash};
+pub use session::{RefreshRules, Rotation, Session, SessionId, SessionLimit};
 pub use token::RefreshToken;
 pub(crate) use token::{hex, hmac_sha256};
 pub use user::{PendingRegistration, User, UserId, UserStatus};

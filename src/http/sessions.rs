@@ -13,9 +13,8 @@ use super::AppState;
 use super::auth::TokenResponse;
 use super::extract::{IntrospectionClient, JsonBody};
 use crate::accounts::Authenticated;
-use crate::domain::RefreshToken;
+use crate::domain::{RefreshToken, Session, SessionId};
 use crate::error::{ApiError, ErrorBody};
-use crate::store::Session;
 
 /// `POST /api/auth/refresh` body.
 #[derive(Deserialize, ToSchema)]
@@ -103,10 +102,10 @@ pub struct IntrospectResponse {
     token_type: Option<&'static str>,
 }
 
-fn view(session: Session, current: Uuid) -> SessionView {
+fn view(session: Session, current: SessionId) -> SessionView {
     SessionView {
         current: session.id == current,
-        id: session.id,
+        id: session.id.0,
         created_at: session.created_at,
         last_used_at: session.last_used_at,
         expires_at: session.expires_at,
@@ -205,7 +204,10 @@ pub async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     // Not a UUID: certainly not one of the caller's sessions.
     let id = Uuid::parse_str(&id).map_err(|_| crate::accounts::AccountError::SessionNotFound)?;
-    state.accounts.revoke_session(&caller, id).await?;
+    state
+        .accounts
+        .revoke_session(&caller, SessionId(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,9 +5,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DbTime, SqlStore, sql, sql_tx};
-use crate::store::{
-    RefreshRules, Rotation, Session, SessionLimit, SessionStore, StoreResult, bounded,
-};
+use crate::domain::{RefreshRules, Rotation, Session, SessionId, SessionLimit, UserId};
+use crate::store::{SessionStore, StoreResult, bounded};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -24,8 +23,8 @@ struct SessionRow {
 impl From<SessionRow> for Session {
     fn from(row: SessionRow) -> Self {
         Session {
-            id: row.id,
-            user_id: row.user_id,
+            id: SessionId(row.id),
+            user_id: UserId(row.user_id),
             created_at: row.created_at.0,
             expires_at: row.expires_at.0,
             last_used_at: row.last_used_at.0,
@@ -86,15 +85,15 @@ impl SessionStore for SqlStore {
             let mut tx = self.pool.begin().await?;
             sql_tx!(&mut tx, |db| {
                 sqlx::query(LOCK_USER)
-                    .bind(session.user_id)
+                    .bind(session.user_id.0)
                     .execute(db)
                     .await
                     .map(drop)
             })?;
             sql_tx!(&mut tx, |db| {
                 sqlx::query(INSERT_SESSION)
-                    .bind(session.id)
-                    .bind(session.user_id)
+                    .bind(session.id.0)
+                    .bind(session.user_id.0)
                     .bind(DbTime(session.created_at))
                     .bind(DbTime(session.expires_at))
                     .bind(DbTime(session.last_used_at))
@@ -107,7 +106,7 @@ impl SessionStore for SqlStore {
             sql_tx!(&mut tx, |db| {
                 sqlx::query(INSERT_REFRESH)
                     .bind(refresh_digest)
-                    .bind(session.id)
+                    .bind(session.id.0)
                     .bind(0_i32)
                     .bind(DbTime(session.created_at))
                     .execute(db)
@@ -116,11 +115,11 @@ impl SessionStore for SqlStore {
             })?;
             let ended = sql_tx!(&mut tx, |db| {
                 sqlx::query(END_OLDEST)
-                    .bind(session.user_id)
+                    .bind(session.user_id.0)
                     .bind(DbTime(session.created_at))
                     .bind(DbTime(limit.used_after))
                     .bind(others)
-                    .bind(session.id)
+                    .bind(session.id.0)
                     .execute(db)
                     .await
                     .map(|done| done.rows_affected())
@@ -131,11 +130,11 @@ impl SessionStore for SqlStore {
         .await
     }
 
-    async fn find(&self, id: Uuid) -> StoreResult<Option<Session>> {
+    async fn find(&self, id: SessionId) -> StoreResult<Option<Session>> {
         let row = bounded(self.timeout, "finding session", async {
             sql!(&self.pool, |db| {
                 sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                    .bind(id)
+                    .bind(id.0)
                     .fetch_optional(db)
                     .await
             })
@@ -241,7 +240,7 @@ impl SessionStore for SqlStore {
                     .map(drop)
             })?;
             Ok::<_, sqlx::Error>(Rotation::ReuseDetected {
-                session_id,
+                session_id: session.id,
                 user_id: session.user_id,
             })
         })
@@ -250,14 +249,14 @@ impl SessionStore for SqlStore {
 
     async fn list(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         now: OffsetDateTime,
         used_after: OffsetDateTime,
     ) -> StoreResult<Vec<Session>> {
         let rows = bounded(self.timeout, "listing sessions", async {
             sql!(&self.pool, |db| {
                 sqlx::query_as::<_, SessionRow>(LIST_SESSIONS)
-                    .bind(user_id)
+                    .bind(user_id.0)
                     .bind(DbTime(now))
                     .bind(DbTime(used_after))
                     .fetch_all(db)
@@ -270,8 +269,8 @@ impl SessionStore for SqlStore {
 
     async fn revoke(
         &self,
-        id: Uuid,
-        user_id: Uuid,
+        id: SessionId,
+        user_id: UserId,
         now: OffsetDateTime,
         used_after: OffsetDateTime,
         reason: &str,
@@ -279,8 +278,8 @@ impl SessionStore for SqlStore {
         let revoked = bounded(self.timeout, "revoking session", async {
             sql!(&self.pool, |db| {
                 sqlx::query(REVOKE_OWN)
-                    .bind(id)
-                    .bind(user_id)
+                    .bind(id.0)
+                    .bind(user_id.0)
                     .bind(DbTime(now))
                     .bind(reason)
                     .bind(DbTime(used_after))
@@ -295,8 +294,8 @@ impl SessionStore for SqlStore {
 
     async fn revoke_all(
         &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
+        user_id: UserId,
+        keep: Option<SessionId>,
         now: OffsetDateTime,
         used_after: OffsetDateTime,
         reason: &str,
@@ -304,10 +303,10 @@ impl SessionStore for SqlStore {
         bounded(self.timeout, "revoking sessions", async {
             sql!(&self.pool, |db| {
                 sqlx::query(REVOKE_ALL)
-                    .bind(user_id)
+                    .bind(user_id.0)
                     .bind(DbTime(now))
                     .bind(reason)
-                    .bind(keep.unwrap_or(Uuid::nil()))
+                    .bind(keep.map_or(Uuid::nil(), |id| id.0))
                     .bind(DbTime(used_after))
                     .execute(db)
                     .await
