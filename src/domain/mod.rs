@@ -8,11 +8,14 @@ mod session;
 mod token;
 mod user;
 
-pub use code::{CodePurpose, OneTimeCode};
+pub use code::{CodeDecision, CodePurpose, OneTimeCode, judge_code_try};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
 pub use password::{Password, PasswordHash};
-pub use session::{RefreshRules, Rotation, Session, SessionId, SessionLimit};
+pub use session::{
+    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
+    judge_refresh,
+};
 pub use token::RefreshToken;
 pub(crate) use token::{hex, hmac_sha256};
 pub use user::{PendingRegistration, User, UserId, UserStatus};

@@ -1,4 +1,4 @@
-//! Login sessions and their liveness rule.
+//! Login sessions, their liveness rule, and the refresh-token exchange decision.
 
 use std::fmt;
 use std::time::Duration;
@@ -99,12 +99,87 @@ pub enum Rotation {
     Invalid,
 }
 
+/// The presented refresh token, as its store found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresentedRefresh {
+    /// No stored token has its digest.
+    Unknown,
+    /// It was its session's current token, and this exchange has just marked it used.
+    Claimed,
+    /// It had been exchanged before (at `used_at`; None only if another exchange changed it
+    /// between this one's reads, which never counts as within the grace window).
+    Retired {
+        /// When it was exchanged.
+        used_at: Option<OffsetDateTime>,
+    },
+}
+
+/// The token one generation after a retired presented token, as its store found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextRefresh<'a> {
+    /// Its stored digest.
+    pub digest: &'a str,
+    /// When it was exchanged, if it was.
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// Decides a refresh-token exchange from what the store loaded; the store then saves what the
+/// answer says (`Rotated`: the successor and the touch; `ReuseDetected`: the revocation).
+///
+/// - unknown token, or no live `session`: `Invalid`;
+/// - the current token (`Claimed`): `Rotated`, the session touched at `now`;
+/// - a retired token used within `rules.grace`, whose `next` token is `successor` (the digest
+///   derived from the presented token) and still unused: `Replayed`, nothing changes;
+/// - any other retired token: `ReuseDetected`, the whole family is revoked.
+pub fn judge_refresh(
+    presented: PresentedRefresh,
+    session: Option<Session>,
+    next: Option<NextRefresh<'_>>,
+    successor: &str,
+    now: OffsetDateTime,
+    rules: RefreshRules,
+) -> Rotation {
+    let Some(session) = session.filter(|s| s.is_live(now, rules.idle_timeout)) else {
+        return Rotation::Invalid;
+    };
+    match presented {
+        PresentedRefresh::Unknown => Rotation::Invalid,
+        PresentedRefresh::Claimed => Rotation::Rotated(Session {
+            last_used_at: now,
+            ..session
+        }),
+        PresentedRefresh::Retired { used_at } => {
+            let within_grace = used_at.is_some_and(|t| now - t <= rules.grace);
+            let successor_is_current =
+                next.is_some_and(|n| n.digest == successor && n.used_at.is_none());
+            if within_grace && successor_is_current {
+                Rotation::Replayed(session)
+            } else {
+                Rotation::ReuseDetected {
+                    session_id: session.id,
+                    user_id: session.user_id,
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const GRACE: Duration = Duration::from_secs(10);
+    const SUCCESSOR: &str = "successor-digest";
+
     fn now() -> OffsetDateTime {
         OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+    }
+
+    fn rules() -> RefreshRules {
+        RefreshRules {
+            grace: GRACE,
+            idle_timeout: Some(Duration::from_secs(3600)),
+        }
     }
 
     fn session() -> Session {
@@ -118,6 +193,27 @@ mod tests {
             ip: None,
             revoked_at: None,
         }
+    }
+
+    fn retired(ago: Duration) -> PresentedRefresh {
+        PresentedRefresh::Retired {
+            used_at: Some(now() - ago),
+        }
+    }
+
+    fn next(digest: &str, used: bool) -> Option<NextRefresh<'_>> {
+        Some(NextRefresh {
+            digest,
+            used_at: used.then(now),
+        })
+    }
+
+    fn judge(
+        presented: PresentedRefresh,
+        session: Option<Session>,
+        next: Option<NextRefresh<'_>>,
+    ) -> Rotation {
+        judge_refresh(presented, session, next, SUCCESSOR, now(), rules())
     }
 
     #[test]
@@ -140,5 +236,105 @@ mod tests {
         );
         assert!(!s.is_live(now(), Some(Duration::from_secs(60))));
         assert!(s.is_live(now(), Some(Duration::from_secs(61))));
+    }
+
+    #[test]
+    fn current_token_rotates_and_touches_the_session() {
+        let s = session();
+        assert_eq!(
+            judge(PresentedRefresh::Claimed, Some(s.clone()), None),
+            Rotation::Rotated(Session {
+                last_used_at: now(),
+                ..s
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_token_is_invalid() {
+        assert_eq!(
+            judge(PresentedRefresh::Unknown, None, None),
+            Rotation::Invalid
+        );
+    }
+
+    #[test]
+    fn dead_session_is_invalid_whatever_the_token() {
+        let revoked = Session {
+            revoked_at: Some(now() - Duration::from_secs(1)),
+            ..session()
+        };
+        let expired = Session {
+            expires_at: now(),
+            ..session()
+        };
+        let idle = Session {
+            last_used_at: now() - Duration::from_secs(3600),
+            ..session()
+        };
+        for dead in [revoked, expired, idle] {
+            assert_eq!(
+                judge(PresentedRefresh::Claimed, Some(dead.clone()), None),
+                Rotation::Invalid
+            );
+            assert_eq!(
+                judge(
+                    retired(Duration::from_secs(1)),
+                    Some(dead),
+                    next(SUCCESSOR, false)
+                ),
+                Rotation::Invalid
+            );
+        }
+        assert_eq!(
+            judge(PresentedRefresh::Claimed, None, None),
+            Rotation::Invalid
+        );
+    }
+
+    #[test]
+    fn predecessor_within_grace_replays_the_unused_successor() {
+        let s = session();
+        assert_eq!(
+            judge(retired(GRACE), Some(s.clone()), next(SUCCESSOR, false)),
+            Rotation::Replayed(s)
+        );
+    }
+
+    #[test]
+    fn retired_token_outside_the_replay_rule_revokes_the_family() {
+        let s = session();
+        let reuse = Rotation::ReuseDetected {
+            session_id: s.id,
+            user_id: s.user_id,
+        };
+        let past_grace = retired(GRACE + Duration::from_millis(1));
+        let in_grace = retired(Duration::from_secs(1));
+        // Past the grace window.
+        assert_eq!(
+            judge(past_grace, Some(s.clone()), next(SUCCESSOR, false)),
+            reuse
+        );
+        // The successor has been exchanged too: not the immediate predecessor of the current.
+        assert_eq!(
+            judge(in_grace, Some(s.clone()), next(SUCCESSOR, true)),
+            reuse
+        );
+        // The next generation is not the successor this token derives.
+        assert_eq!(
+            judge(in_grace, Some(s.clone()), next("other-digest", false)),
+            reuse
+        );
+        // No next generation at all.
+        assert_eq!(judge(in_grace, Some(s.clone()), None), reuse);
+        // No recorded use time (a lost race): never within grace.
+        assert_eq!(
+            judge(
+                PresentedRefresh::Retired { used_at: None },
+                Some(s),
+                next(SUCCESSOR, false)
+            ),
+            reuse
+        );
     }
 }

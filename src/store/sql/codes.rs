@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::{DbTime, SqlStore, remaining, sql};
-use crate::domain::{CodePurpose, EmailAddress};
+use crate::domain::{CodeDecision, CodePurpose, EmailAddress, judge_code_try};
 use crate::store::{CodeCheck, CodeStore, Cooldown, StoreResult, StoredCode, bounded};
 
 const PUT_CODE: &str = "INSERT INTO verification_codes (email, purpose, code_hash, attempts, \
@@ -32,7 +31,7 @@ const FIND_COOLDOWN: &str = "SELECT until FROM code_cooldowns WHERE email = $1 A
 const CLEAR_COOLDOWN: &str = "DELETE FROM code_cooldowns WHERE email = $1 AND purpose = $2";
 
 impl SqlStore {
-    /// Counts a try, then judges it; a match is consumed when `spend`.
+    /// Counts a try, then has [`judge_code_try`] decide it and carries the decision out.
     async fn try_code(
         &self,
         email: &EmailAddress,
@@ -53,40 +52,43 @@ impl SqlStore {
                     .fetch_optional(db)
                     .await
             })?;
+            // Missing, expired or exhausted: nothing to count the try against.
             let Some((stored, attempts)) = claimed else {
                 return Ok(CodeCheck::Rejected);
             };
-            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
-                if !spend {
-                    return Ok(CodeCheck::Accepted);
+            let attempts = u32::try_from(attempts).unwrap_or(0);
+            match judge_code_try(&stored, hash, attempts, max.unsigned_abs(), spend) {
+                CodeDecision::Keep => Ok(CodeCheck::Accepted),
+                CodeDecision::Reject => Ok(CodeCheck::Rejected),
+                CodeDecision::Consume => {
+                    let consumed = sql!(&self.pool, |db| {
+                        sqlx::query(CONSUME_CODE)
+                            .bind(email.as_str())
+                            .bind(purpose.as_str())
+                            .bind(hash)
+                            .fetch_optional(db)
+                            .await
+                            .map(|row| row.is_some())
+                    })?;
+                    Ok(if consumed {
+                        CodeCheck::Accepted
+                    } else {
+                        CodeCheck::Rejected
+                    })
                 }
-                let consumed = sql!(&self.pool, |db| {
-                    sqlx::query(CONSUME_CODE)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .bind(hash)
-                        .fetch_optional(db)
-                        .await
-                        .map(|row| row.is_some())
-                })?;
-                return Ok(if consumed {
-                    CodeCheck::Accepted
-                } else {
-                    CodeCheck::Rejected
-                });
+                CodeDecision::Exhaust => {
+                    sql!(&self.pool, |db| {
+                        sqlx::query(DELETE_CODE)
+                            .bind(email.as_str())
+                            .bind(purpose.as_str())
+                            .bind(stored.as_str())
+                            .execute(db)
+                            .await
+                            .map(drop)
+                    })?;
+                    Ok::<_, sqlx::Error>(CodeCheck::Rejected)
+                }
             }
-            if attempts >= max {
-                sql!(&self.pool, |db| {
-                    sqlx::query(DELETE_CODE)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .bind(stored.as_str())
-                        .execute(db)
-                        .await
-                        .map(drop)
-                })?;
-            }
-            Ok::<_, sqlx::Error>(CodeCheck::Rejected)
         })
         .await
     }

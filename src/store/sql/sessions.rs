@@ -5,7 +5,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DbTime, SqlStore, sql, sql_tx};
-use crate::domain::{RefreshRules, Rotation, Session, SessionId, SessionLimit, UserId};
+use crate::domain::{
+    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
+    UserId, judge_refresh,
+};
 use crate::store::{SessionStore, StoreResult, bounded};
 
 #[derive(sqlx::FromRow)]
@@ -167,10 +170,18 @@ impl SessionStore for SqlStore {
                         .await
                 })?
                 .map(Session::from);
-                let Some(session) = session.filter(|s| s.is_live(now, rules.idle_timeout)) else {
+                let rotation = judge_refresh(
+                    PresentedRefresh::Claimed,
+                    session,
+                    None,
+                    successor,
+                    now,
+                    rules,
+                );
+                if !matches!(rotation, Rotation::Rotated(_)) {
                     tx.rollback().await?;
-                    return Ok(Rotation::Invalid);
-                };
+                    return Ok(rotation);
+                }
                 sql_tx!(&mut tx, |db| {
                     sqlx::query(INSERT_REFRESH)
                         .bind(successor)
@@ -190,10 +201,7 @@ impl SessionStore for SqlStore {
                         .map(drop)
                 })?;
                 tx.commit().await?;
-                return Ok(Rotation::Rotated(Session {
-                    last_used_at: now,
-                    ..session
-                }));
+                return Ok(rotation);
             }
             tx.rollback().await?;
 
@@ -205,7 +213,14 @@ impl SessionStore for SqlStore {
                     .await
             })?;
             let Some((session_id, generation, used_at)) = used else {
-                return Ok(Rotation::Invalid);
+                return Ok(judge_refresh(
+                    PresentedRefresh::Unknown,
+                    None,
+                    None,
+                    successor,
+                    now,
+                    rules,
+                ));
             };
             let session = sql!(&self.pool, |db| {
                 sqlx::query_as::<_, SessionRow>(FIND_SESSION)
@@ -214,35 +229,46 @@ impl SessionStore for SqlStore {
                     .await
             })?
             .map(Session::from);
-            let Some(session) = session.filter(|s| s.is_live(now, rules.idle_timeout)) else {
-                return Ok(Rotation::Invalid);
+            // A dead session's tokens are refused whatever comes next: no need to load it.
+            let live = session
+                .as_ref()
+                .is_some_and(|s| s.is_live(now, rules.idle_timeout));
+            let next: Option<(String, Option<DbTime>)> = if live {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as(FIND_GENERATION)
+                        .bind(session_id)
+                        .bind(generation + 1)
+                        .fetch_optional(db)
+                        .await
+                })?
+            } else {
+                None
             };
-            let next: Option<(String, Option<DbTime>)> = sql!(&self.pool, |db| {
-                sqlx::query_as(FIND_GENERATION)
-                    .bind(session_id)
-                    .bind(generation + 1)
-                    .fetch_optional(db)
-                    .await
-            })?;
-            let within_grace = used_at.is_some_and(|t| now - t.0 <= rules.grace);
-            let successor_is_current =
-                next.is_some_and(|(hash, used)| hash == successor && used.is_none());
-            if within_grace && successor_is_current {
-                return Ok(Rotation::Replayed(session));
+            let rotation = judge_refresh(
+                PresentedRefresh::Retired {
+                    used_at: used_at.map(|t| t.0),
+                },
+                session,
+                next.as_ref().map(|(digest, used_at)| NextRefresh {
+                    digest,
+                    used_at: used_at.map(|t| t.0),
+                }),
+                successor,
+                now,
+                rules,
+            );
+            if let Rotation::ReuseDetected { session_id, .. } = &rotation {
+                sql!(&self.pool, |db| {
+                    sqlx::query(REVOKE_FAMILY)
+                        .bind(session_id.0)
+                        .bind(DbTime(now))
+                        .bind("refresh_token_reuse")
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
             }
-            sql!(&self.pool, |db| {
-                sqlx::query(REVOKE_FAMILY)
-                    .bind(session_id)
-                    .bind(DbTime(now))
-                    .bind("refresh_token_reuse")
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            Ok::<_, sqlx::Error>(Rotation::ReuseDetected {
-                session_id: session.id,
-                user_id: session.user_id,
-            })
+            Ok::<_, sqlx::Error>(rotation)
         })
         .await
     }
