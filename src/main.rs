@@ -47,7 +47,8 @@ enum KeysAction {
     /// For a leaked key: stop signing with it and unpublish it now; a new key signs at once,
     /// and every instance refuses tokens with this kid after its next key reload.
     Revoke {
-        /// The key id (`kid`) to revoke, as in the JWKS.
+        /// The key id (`kid`) to revoke, as in the JWKS (base64url: it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }

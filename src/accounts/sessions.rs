@@ -5,8 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{AccountError, Accounts, ClientInfo};
-use crate::domain::{User, UserId, UserStatus};
-use crate::store::{RefreshRules, Rotation, Session, SessionLimit};
+use crate::domain::{RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserStatus};
 use crate::tokens::{AccessClaims, RefreshToken};
 
 /// A token pair just issued: shown to its owner once.
@@ -58,8 +57,8 @@ impl Accounts {
         let refresh_token = RefreshToken::generate();
         let now = self.clock.now();
         let session = Session {
-            id: Uuid::new_v4(),
-            user_id: user.id.0,
+            id: SessionId::new(),
+            user_id: user.id,
             created_at: now,
             expires_at: now + self.policy.session_ttl,
             last_used_at: now,
@@ -146,7 +145,7 @@ impl Accounts {
         let user = self
             .stores
             .users
-            .find_by_id(UserId(session.user_id))
+            .find_by_id(session.user_id)
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(AccountError::InvalidRefreshToken)?;
@@ -157,7 +156,9 @@ impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, AccountError> {
         let claims = self.tokens.verify(access_token).await?;
-        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AccountError::Unauthenticated)?;
+        let session_id = Uuid::parse_str(&claims.sid)
+            .map(SessionId)
+            .map_err(|_| AccountError::Unauthenticated)?;
         let now = self.clock.now();
         let session = self
             .stores
@@ -169,7 +170,7 @@ impl Accounts {
         let user = self
             .stores
             .users
-            .find_by_id(UserId(session.user_id))
+            .find_by_id(session.user_id)
             .await?
             .filter(|u| u.status == UserStatus::Active && u.id.0.to_string() == claims.sub)
             .ok_or(AccountError::Unauthenticated)?;
@@ -202,7 +203,7 @@ impl Accounts {
             .sessions
             .revoke(
                 caller.session.id,
-                caller.user.id.0,
+                caller.user.id,
                 now,
                 self.used_after(now),
                 "logout",
@@ -225,7 +226,7 @@ impl Accounts {
             .stores
             .sessions
             .revoke_all(
-                caller.user.id.0,
+                caller.user.id,
                 keep,
                 now,
                 self.used_after(now),
@@ -245,7 +246,7 @@ impl Accounts {
         Ok(self
             .stores
             .sessions
-            .list(caller.user.id.0, now, self.used_after(now))
+            .list(caller.user.id, now, self.used_after(now))
             .await?)
     }
 
@@ -254,7 +255,7 @@ impl Accounts {
     pub async fn revoke_session(
         &self,
         caller: &Authenticated,
-        id: Uuid,
+        id: SessionId,
     ) -> Result<(), AccountError> {
         let now = self.clock.now();
         if self
@@ -262,7 +263,7 @@ impl Accounts {
             .sessions
             .revoke(
                 id,
-                caller.user.id.0,
+                caller.user.id,
                 now,
                 self.used_after(now),
                 "revoked_by_user",

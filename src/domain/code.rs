@@ -1,7 +1,10 @@
+//! One-time codes, what they prove, and how one try of a code is judged.
+
 use std::fmt;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::ParseError;
 
@@ -58,6 +61,46 @@ impl CodePurpose {
     }
 }
 
+/// What one try of a code does, once the try has been counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeDecision {
+    /// It matched and is spent: delete it; it is accepted if this try's delete wins.
+    Consume,
+    /// It matched and stays usable (`check` mode): accepted.
+    Keep,
+    /// It did not match and tries are left: rejected.
+    Reject,
+    /// It did not match and this try reached the limit: delete it, rejected.
+    Exhaust,
+}
+
+/// Judges a try against a live code whose tries already count this one
+/// (`attempts_after_counting`; counting first is what stops parallel guesses exceeding
+/// `max_attempts`). A match is spent when `spend`, kept otherwise; a miss that reaches
+/// `max_attempts` ends the code. Hashes are compared in constant time.
+///
+/// The Redis code script (`store/redis.rs`, `CONSUME_SCRIPT`) makes the same decision
+/// server-side, because there it must be atomic; change both together.
+pub fn judge_code_try(
+    stored_hash: &str,
+    presented_hash: &str,
+    attempts_after_counting: u32,
+    max_attempts: u32,
+    spend: bool,
+) -> CodeDecision {
+    if bool::from(stored_hash.as_bytes().ct_eq(presented_hash.as_bytes())) {
+        if spend {
+            CodeDecision::Consume
+        } else {
+            CodeDecision::Keep
+        }
+    } else if attempts_after_counting >= max_attempts {
+        CodeDecision::Exhaust
+    } else {
+        CodeDecision::Reject
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +124,45 @@ mod tests {
         for bad in ["12345", "1234567", "12a456", "", "１２３４５６"] {
             assert!(OneTimeCode::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn matching_try_is_consumed_when_spent_and_kept_when_checked() {
+        assert_eq!(
+            judge_code_try("aa", "aa", 1, 5, true),
+            CodeDecision::Consume
+        );
+        assert_eq!(judge_code_try("aa", "aa", 1, 5, false), CodeDecision::Keep);
+    }
+
+    #[test]
+    fn matching_try_on_the_last_allowed_attempt_still_counts() {
+        assert_eq!(
+            judge_code_try("aa", "aa", 5, 5, true),
+            CodeDecision::Consume
+        );
+        assert_eq!(judge_code_try("aa", "aa", 5, 5, false), CodeDecision::Keep);
+    }
+
+    #[test]
+    fn wrong_try_with_tries_left_is_rejected() {
+        assert_eq!(judge_code_try("aa", "ab", 4, 5, true), CodeDecision::Reject);
+        assert_eq!(judge_code_try("aa", "", 1, 5, false), CodeDecision::Reject);
+    }
+
+    #[test]
+    fn wrong_try_that_reaches_the_limit_ends_the_code() {
+        assert_eq!(
+            judge_code_try("aa", "ab", 5, 5, true),
+            CodeDecision::Exhaust
+        );
+        assert_eq!(
+            judge_code_try("aa", "ab", 5, 5, false),
+            CodeDecision::Exhaust
+        );
+        assert_eq!(
+            judge_code_try("aa", "ab", 6, 5, true),
+            CodeDecision::Exhaust
+        );
     }
 }

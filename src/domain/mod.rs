@@ -4,12 +4,17 @@ mod code;
 mod email_address;
 mod full_name;
 mod password;
+mod session;
 mod user;
 
-pub use code::{CodePurpose, OneTimeCode};
+pub use code::{CodeDecision, CodePurpose, OneTimeCode, judge_code_try};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
 pub use password::{Password, PasswordHash};
+pub use session::{
+    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
+    judge_refresh,
+};
 pub use user::{PendingRegistration, User, UserId, UserStatus};
 
 /// Why a raw value was refused; the message is safe to show to the client.

@@ -1,3 +1,7 @@
+//! Accounts, their ids and their pending registrations.
+
+use std::fmt;
+
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +23,12 @@ impl UserId {
 impl Default for UserId {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 

@@ -148,7 +148,7 @@ impl From<IssuedSession> for TokenResponse {
             expires_in: s.access_claims.exp - s.access_claims.iat,
             refresh_token: s.refresh_token.expose().to_owned(),
             refresh_token_expires_at: s.session.expires_at,
-            session_id: s.session.id,
+            session_id: s.session.id.0,
             user: s.user.into(),
         }
     }

@@ -14,7 +14,7 @@ use super::auth::TokenResponse;
 use super::error::{ApiError, ErrorBody, ServiceUnavailable};
 use super::extract::{IntrospectionClient, JsonBody};
 use crate::accounts::Authenticated;
-use crate::store::Session;
+use crate::domain::{Session, SessionId};
 use crate::tokens::RefreshToken;
 
 /// `POST /api/auth/refresh` body.
@@ -103,10 +103,10 @@ pub struct IntrospectResponse {
     token_type: Option<&'static str>,
 }
 
-fn view(session: Session, current: Uuid) -> SessionView {
+fn view(session: Session, current: SessionId) -> SessionView {
     SessionView {
         current: session.id == current,
-        id: session.id,
+        id: session.id.0,
         created_at: session.created_at,
         last_used_at: session.last_used_at,
         expires_at: session.expires_at,
@@ -205,7 +205,10 @@ pub async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     // Not a UUID: certainly not one of the caller's sessions.
     let id = Uuid::parse_str(&id).map_err(|_| crate::accounts::AccountError::SessionNotFound)?;
-    state.accounts.revoke_session(&caller, id).await?;
+    state
+        .accounts
+        .revoke_session(&caller, SessionId(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

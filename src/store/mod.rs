@@ -4,10 +4,8 @@
 //! live in Redis when `REDIS_URL` is set and in the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
-mod postgres;
 mod redis;
 mod sql;
-mod sqlite;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,11 +15,13 @@ use anyhow::Context;
 use async_trait::async_trait;
 use rand::RngCore;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{CodePurpose, EmailAddress, PendingRegistration, User, UserId};
+use crate::domain::{CodePurpose, EmailAddress, PendingRegistration, SessionId, User, UserId};
+/// The session types [`SessionStore`] speaks in (they live in [`crate::domain`]).
+pub use crate::domain::{RefreshRules, Rotation, Session, SessionLimit};
+pub use sql::DatabaseKind;
 
 /// What can go wrong in a store, as the use cases see it.
 #[derive(Debug, thiserror::Error)]
@@ -167,74 +167,6 @@ pub trait CodeStore: Send + Sync {
     async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()>;
 }
 
-/// A login session: one refresh-token family, kept in SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// Its id (the `sid` claim of its access tokens).
-    pub id: Uuid,
-    /// Whose session it is.
-    pub user_id: Uuid,
-    /// When it started.
-    pub created_at: OffsetDateTime,
-    /// When it ends regardless of use (absolute lifetime).
-    pub expires_at: OffsetDateTime,
-    /// Last login or refresh.
-    pub last_used_at: OffsetDateTime,
-    /// The client's User-Agent at login.
-    pub user_agent: Option<String>,
-    /// The client's address at login.
-    pub ip: Option<String>,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-impl Session {
-    /// Not revoked, within its absolute lifetime, and (with an idle timeout) used recently.
-    pub fn is_live(&self, now: OffsetDateTime, idle_timeout: Option<Duration>) -> bool {
-        self.revoked_at.is_none()
-            && self.expires_at > now
-            && idle_timeout.is_none_or(|idle| self.last_used_at + idle > now)
-    }
-}
-
-/// How many live sessions one user may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionLimit {
-    /// At most this many live sessions per user; a new one ends the oldest.
-    pub max_per_user: u32,
-    /// Sessions last used before this are idle (already dead) and do not count.
-    pub used_after: OffsetDateTime,
-}
-
-/// How refresh-token reuse is judged.
-#[derive(Debug, Clone, Copy)]
-pub struct RefreshRules {
-    /// How long the immediate predecessor of the current token still yields the current one.
-    pub grace: Duration,
-    /// Sessions unused for this long are dead.
-    pub idle_timeout: Option<Duration>,
-}
-
-/// What presenting a refresh token did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotation {
-    /// It was the current token: it is now used and the successor is current.
-    Rotated(Session),
-    /// It was the immediate predecessor, used within the grace window: the successor (already
-    /// current, not yet used) is handed out again. Nothing changed.
-    Replayed(Session),
-    /// It had been used before, outside the grace window or not the immediate predecessor:
-    /// the whole session is now revoked.
-    ReuseDetected {
-        /// The session that was revoked.
-        session_id: Uuid,
-        /// Whose it was.
-        user_id: Uuid,
-    },
-    /// Unknown token, or its session is revoked, expired or idle.
-    Invalid,
-}
-
 /// Sessions and their refresh tokens (stored as SHA-256 digests), always in SQL.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -247,7 +179,7 @@ pub trait SessionStore: Send + Sync {
         limit: SessionLimit,
     ) -> StoreResult<u64>;
     /// The session with `id`, revoked or not.
-    async fn find(&self, id: Uuid) -> StoreResult<Option<Session>>;
+    async fn find(&self, id: SessionId) -> StoreResult<Option<Session>>;
     /// Exchanges the refresh token with digest `presented` for `successor` (the digest the
     /// caller derived from the presented token), atomically: of concurrent exchanges of one
     /// token, one rotates and the others see `Replayed` (within the grace window) or
@@ -263,7 +195,7 @@ pub trait SessionStore: Send + Sync {
     /// `used_after` (the idle cut-off); newest first.
     async fn list(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         now: OffsetDateTime,
         used_after: OffsetDateTime,
     ) -> StoreResult<Vec<Session>>;
@@ -272,8 +204,8 @@ pub trait SessionStore: Send + Sync {
     /// (the idle cut-off).
     async fn revoke(
         &self,
-        id: Uuid,
-        user_id: Uuid,
+        id: SessionId,
+        user_id: UserId,
         now: OffsetDateTime,
         used_after: OffsetDateTime,
         reason: &str,
@@ -281,8 +213,8 @@ pub trait SessionStore: Send + Sync {
     /// Revokes every live session of the user (as for `revoke`) except `keep`; returns how many.
     async fn revoke_all(
         &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
+        user_id: UserId,
+        keep: Option<SessionId>,
         now: OffsetDateTime,
         used_after: OffsetDateTime,
         reason: &str,

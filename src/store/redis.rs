@@ -28,7 +28,9 @@ pub(crate) struct RedisStore {
 
 // KEYS[1] code hash; ARGV: presented hash, now (µs), max attempts, spend (1 or 0).
 // Returns 1 when it matched (and, with spend, was consumed). Every try is counted; the code is
-// deleted when it is expired or exhausted.
+// deleted when it is expired or exhausted. After the expiry check it mirrors
+// `domain::judge_code_try` (the SQL store's decision), kept in Lua so Redis runs it atomically:
+// change both together.
 const CONSUME_SCRIPT: &str = r"
 local h = redis.call('HMGET', KEYS[1], 'hash', 'attempts', 'expires_at')
 if not h[1] then return 0 end

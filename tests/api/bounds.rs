@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use aidlc_auth::clock::Clock;
 use aidlc_auth::domain::CodePurpose;
 use reqwest::StatusCode;
 
@@ -140,23 +141,21 @@ async fn a_large_sweep_backlog_drains_in_batches(backend: Backend) {
     let mut env = TestEnv::new(backend).await;
     env.settings.sweep_interval = Duration::from_secs(1);
     let app = env.spawn().await;
-    // 2,500 long-expired cooldowns: more than two batches of 1,000.
-    let inserted = app
-        .db()
-        .scalar_i64(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
-             INSERT INTO code_cooldowns (email, purpose, until) \
-             SELECT 'backlog' || i || '@example.com', 'login', '2000-01-01T00:00:00.000000Z' \
-             FROM n RETURNING CAST(1 AS BIGINT)",
-        )
-        .await;
-    assert_eq!(inserted, 1);
-    assert_eq!(
-        app.db()
-            .scalar_i64("SELECT COUNT(*) FROM code_cooldowns")
-            .await,
-        2500
+    // 2,500 cooldowns ending in an hour: more than two batches of 1,000.
+    let until = (app.env.clock.now() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a timestamp");
+    let insert = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+         INSERT INTO code_cooldowns (email, purpose, until) \
+         SELECT 'backlog' || i || '@example.com', 'login', '{until}' \
+         FROM n RETURNING CAST(1 AS BIGINT)"
     );
+    assert_eq!(app.db().scalar_i64(insert.leak()).await, 1);
+    let count = "SELECT COUNT(*) FROM code_cooldowns";
+    assert_eq!(app.db().scalar_i64(count).await, 2500, "none expired yet");
+    // Two hours on, every one of them is expired: the next sweeps drain them all.
+    app.advance(2 * 3600);
     eventually_counts(&app, "SELECT COUNT(*) FROM code_cooldowns", 0).await;
     app.stop().await;
 }

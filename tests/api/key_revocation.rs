@@ -111,7 +111,8 @@ async fn revoking_an_unknown_kid_fails_and_changes_nothing(backend: Backend) {
         .register_active(&unique_email("typo"), PASSWORD, "Typo")
         .await;
     let kid = jwt_kid(&token(&session));
-    let out = keys_cli(&app, &["revoke", "no-such-kid"]).await;
+    // Kids are base64url, so one may start with '-': it is still a kid, not a flag.
+    let out = keys_cli(&app, &["revoke", "-no-such-kid"]).await;
     assert!(!out.status.success(), "an unknown kid is an error");
     let log =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);

@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{DbTime, SqlStore, remaining};
-use crate::domain::{CodePurpose, EmailAddress};
+use super::{DbTime, SqlStore, remaining, sql};
+use crate::domain::{CodeDecision, CodePurpose, EmailAddress, judge_code_try};
 use crate::store::{CodeCheck, CodeStore, Cooldown, StoreResult, StoredCode, bounded};
 
 const PUT_CODE: &str = "INSERT INTO verification_codes (email, purpose, code_hash, attempts, \
@@ -31,155 +30,164 @@ const START_COOLDOWN: &str = "INSERT INTO code_cooldowns (email, purpose, until)
 const FIND_COOLDOWN: &str = "SELECT until FROM code_cooldowns WHERE email = $1 AND purpose = $2";
 const CLEAR_COOLDOWN: &str = "DELETE FROM code_cooldowns WHERE email = $1 AND purpose = $2";
 
-macro_rules! impl_code_store {
-    ($db:ty) => {
-        impl SqlStore<$db> {
-            /// Counts a try, then judges it; a match is consumed when `spend`.
-            async fn try_code(
-                &self,
-                email: &EmailAddress,
-                purpose: CodePurpose,
-                hash: &str,
-                now: OffsetDateTime,
-                max_attempts: u32,
-                spend: bool,
-            ) -> StoreResult<CodeCheck> {
-                let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
-                bounded(self.timeout, "checking code", async {
-                    let claimed: Option<(String, i32)> = sqlx::query_as(CLAIM_TRY)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .bind(DbTime(now))
-                        .bind(max)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    let Some((stored, attempts)) = claimed else {
-                        return Ok(CodeCheck::Rejected);
-                    };
-                    if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
-                        if !spend {
-                            return Ok(CodeCheck::Accepted);
-                        }
-                        let consumed = sqlx::query(CONSUME_CODE)
+impl SqlStore {
+    /// Counts a try, then has [`judge_code_try`] decide it and carries the decision out.
+    async fn try_code(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        hash: &str,
+        now: OffsetDateTime,
+        max_attempts: u32,
+        spend: bool,
+    ) -> StoreResult<CodeCheck> {
+        let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        bounded(self.timeout, "checking code", async {
+            let claimed: Option<(String, i32)> = sql!(&self.pool, |db| {
+                sqlx::query_as(CLAIM_TRY)
+                    .bind(email.as_str())
+                    .bind(purpose.as_str())
+                    .bind(DbTime(now))
+                    .bind(max)
+                    .fetch_optional(db)
+                    .await
+            })?;
+            // Missing, expired or exhausted: nothing to count the try against.
+            let Some((stored, attempts)) = claimed else {
+                return Ok(CodeCheck::Rejected);
+            };
+            let attempts = u32::try_from(attempts).unwrap_or(0);
+            match judge_code_try(&stored, hash, attempts, max.unsigned_abs(), spend) {
+                CodeDecision::Keep => Ok(CodeCheck::Accepted),
+                CodeDecision::Reject => Ok(CodeCheck::Rejected),
+                CodeDecision::Consume => {
+                    let consumed = sql!(&self.pool, |db| {
+                        sqlx::query(CONSUME_CODE)
                             .bind(email.as_str())
                             .bind(purpose.as_str())
                             .bind(hash)
-                            .fetch_optional(&self.pool)
-                            .await?;
-                        return Ok(if consumed.is_some() {
-                            CodeCheck::Accepted
-                        } else {
-                            CodeCheck::Rejected
-                        });
-                    }
-                    if attempts >= max {
+                            .fetch_optional(db)
+                            .await
+                            .map(|row| row.is_some())
+                    })?;
+                    Ok(if consumed {
+                        CodeCheck::Accepted
+                    } else {
+                        CodeCheck::Rejected
+                    })
+                }
+                CodeDecision::Exhaust => {
+                    sql!(&self.pool, |db| {
                         sqlx::query(DELETE_CODE)
                             .bind(email.as_str())
                             .bind(purpose.as_str())
                             .bind(stored.as_str())
-                            .execute(&self.pool)
-                            .await?;
-                    }
+                            .execute(db)
+                            .await
+                            .map(drop)
+                    })?;
                     Ok::<_, sqlx::Error>(CodeCheck::Rejected)
-                })
-                .await
+                }
             }
-        }
-
-        #[async_trait]
-        impl CodeStore for SqlStore<$db> {
-            async fn put(
-                &self,
-                email: &EmailAddress,
-                purpose: CodePurpose,
-                code: &StoredCode,
-            ) -> StoreResult<()> {
-                bounded(self.timeout, "storing code", async {
-                    sqlx::query(PUT_CODE)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .bind(code.hash.as_str())
-                        .bind(DbTime(code.expires_at))
-                        .bind(DbTime(code.issued_at))
-                        .execute(&self.pool)
-                        .await
-                })
-                .await
-                .map(drop)
-            }
-
-            async fn consume(
-                &self,
-                email: &EmailAddress,
-                purpose: CodePurpose,
-                hash: &str,
-                now: OffsetDateTime,
-                max_attempts: u32,
-            ) -> StoreResult<CodeCheck> {
-                self.try_code(email, purpose, hash, now, max_attempts, true)
-                    .await
-            }
-
-            async fn check(
-                &self,
-                email: &EmailAddress,
-                purpose: CodePurpose,
-                hash: &str,
-                now: OffsetDateTime,
-                max_attempts: u32,
-            ) -> StoreResult<CodeCheck> {
-                self.try_code(email, purpose, hash, now, max_attempts, false)
-                    .await
-            }
-
-            async fn start_cooldown(
-                &self,
-                email: &EmailAddress,
-                purpose: CodePurpose,
-                now: OffsetDateTime,
-                length: Duration,
-            ) -> StoreResult<Cooldown> {
-                bounded(self.timeout, "starting resend cooldown", async {
-                    let started = sqlx::query(START_COOLDOWN)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .bind(DbTime(now + length))
-                        .bind(DbTime(now))
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    if started.is_some() {
-                        return Ok(Cooldown::Started);
-                    }
-                    let until: Option<DbTime> = sqlx::query_scalar(FIND_COOLDOWN)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    Ok::<_, sqlx::Error>(Cooldown::Active(
-                        until.map_or(length, |u| remaining(u.0, now)),
-                    ))
-                })
-                .await
-            }
-
-            async fn clear_cooldown(
-                &self,
-                email: &EmailAddress,
-                purpose: CodePurpose,
-            ) -> StoreResult<()> {
-                bounded(self.timeout, "clearing resend cooldown", async {
-                    sqlx::query(CLEAR_COOLDOWN)
-                        .bind(email.as_str())
-                        .bind(purpose.as_str())
-                        .execute(&self.pool)
-                        .await
-                })
-                .await
-                .map(drop)
-            }
-        }
-    };
+        })
+        .await
+    }
 }
 
-impl_code_store!(sqlx::Postgres);
-impl_code_store!(sqlx::Sqlite);
+#[async_trait]
+impl CodeStore for SqlStore {
+    async fn put(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        code: &StoredCode,
+    ) -> StoreResult<()> {
+        bounded(self.timeout, "storing code", async {
+            sql!(&self.pool, |db| {
+                sqlx::query(PUT_CODE)
+                    .bind(email.as_str())
+                    .bind(purpose.as_str())
+                    .bind(code.hash.as_str())
+                    .bind(DbTime(code.expires_at))
+                    .bind(DbTime(code.issued_at))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })
+        })
+        .await
+    }
+
+    async fn consume(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        hash: &str,
+        now: OffsetDateTime,
+        max_attempts: u32,
+    ) -> StoreResult<CodeCheck> {
+        self.try_code(email, purpose, hash, now, max_attempts, true)
+            .await
+    }
+
+    async fn check(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        hash: &str,
+        now: OffsetDateTime,
+        max_attempts: u32,
+    ) -> StoreResult<CodeCheck> {
+        self.try_code(email, purpose, hash, now, max_attempts, false)
+            .await
+    }
+
+    async fn start_cooldown(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        now: OffsetDateTime,
+        length: Duration,
+    ) -> StoreResult<Cooldown> {
+        bounded(self.timeout, "starting resend cooldown", async {
+            let started = sql!(&self.pool, |db| {
+                sqlx::query(START_COOLDOWN)
+                    .bind(email.as_str())
+                    .bind(purpose.as_str())
+                    .bind(DbTime(now + length))
+                    .bind(DbTime(now))
+                    .fetch_optional(db)
+                    .await
+                    .map(|row| row.is_some())
+            })?;
+            if started {
+                return Ok(Cooldown::Started);
+            }
+            let until: Option<DbTime> = sql!(&self.pool, |db| {
+                sqlx::query_scalar(FIND_COOLDOWN)
+                    .bind(email.as_str())
+                    .bind(purpose.as_str())
+                    .fetch_optional(db)
+                    .await
+            })?;
+            Ok::<_, sqlx::Error>(Cooldown::Active(
+                until.map_or(length, |u| remaining(u.0, now)),
+            ))
+        })
+        .await
+    }
+
+    async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()> {
+        bounded(self.timeout, "clearing resend cooldown", async {
+            sql!(&self.pool, |db| {
+                sqlx::query(CLEAR_COOLDOWN)
+                    .bind(email.as_str())
+                    .bind(purpose.as_str())
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })
+        })
+        .await
+    }
+}

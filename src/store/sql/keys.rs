@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{DbTime, SqlStore};
+use super::{DbTime, SqlStore, sql, sql_tx};
 use crate::store::{KeyRevocation, KeyStore, StoreResult, StoredKey, bounded};
 
 #[derive(sqlx::FromRow)]
@@ -38,113 +38,123 @@ const RETIRE_NOW: &str = "UPDATE signing_keys SET retired_at = $1 \
 const NEWEST_KEY: &str =
     "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND revoked_at IS NULL";
 
-macro_rules! impl_key_store {
-    ($db:ty) => {
-        #[async_trait]
-        impl KeyStore for SqlStore<$db> {
-            async fn published(
-                &self,
-                retired_after: OffsetDateTime,
-            ) -> StoreResult<Vec<StoredKey>> {
-                let rows = bounded(self.timeout, "loading signing keys", async {
-                    sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
-                        .bind(DbTime(retired_after))
-                        .fetch_all(&self.pool)
-                        .await
-                })
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| StoredKey {
-                        kid: r.kid,
-                        private_key: r.private_key,
-                        created_at: r.created_at.0,
-                        activates_at: r.activates_at.0,
-                        retired_at: r.retired_at.map(|t| t.0),
-                    })
-                    .collect())
-            }
+#[async_trait]
+impl KeyStore for SqlStore {
+    async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>> {
+        let rows = bounded(self.timeout, "loading signing keys", async {
+            sql!(&self.pool, |db| {
+                sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
+                    .bind(DbTime(retired_after))
+                    .fetch_all(db)
+                    .await
+            })
+        })
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredKey {
+                kid: r.kid,
+                private_key: r.private_key,
+                created_at: r.created_at.0,
+                activates_at: r.activates_at.0,
+                retired_at: r.retired_at.map(|t| t.0),
+            })
+            .collect())
+    }
 
-            async fn rotate(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
-                bounded(self.timeout, "rotating signing key", async {
-                    let mut tx = self.pool.begin().await?;
-                    if let Some(current) = current {
-                        let retired = sqlx::query(RETIRE_CURRENT)
-                            .bind(current)
-                            .bind(DbTime(new.activates_at))
-                            .execute(&mut *tx)
-                            .await?;
-                        if retired.rows_affected() != 1 {
-                            tx.rollback().await?;
-                            return Ok(false);
-                        }
-                    }
-                    let inserted = sqlx::query(INSERT_KEY)
-                        .bind(new.kid.as_str())
-                        .bind(new.private_key.as_slice())
-                        .bind(DbTime(new.created_at))
+    async fn rotate(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
+        bounded(self.timeout, "rotating signing key", async {
+            let mut tx = self.pool.begin().await?;
+            if let Some(current) = current {
+                let retired = sql_tx!(&mut tx, |db| {
+                    sqlx::query(RETIRE_CURRENT)
+                        .bind(current)
                         .bind(DbTime(new.activates_at))
-                        .execute(&mut *tx)
-                        .await?;
-                    if inserted.rows_affected() != 1 {
-                        tx.rollback().await?;
-                        return Ok(false);
-                    }
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(true)
-                })
-                .await
+                        .execute(db)
+                        .await
+                        .map(|done| done.rows_affected())
+                })?;
+                if retired != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
             }
+            let inserted = sql_tx!(&mut tx, |db| {
+                sqlx::query(INSERT_KEY)
+                    .bind(new.kid.as_str())
+                    .bind(new.private_key.as_slice())
+                    .bind(DbTime(new.created_at))
+                    .bind(DbTime(new.activates_at))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            if inserted != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        })
+        .await
+    }
 
-            async fn revoke(
-                &self,
-                kid: &str,
-                now: OffsetDateTime,
-                replacement: &StoredKey,
-            ) -> StoreResult<KeyRevocation> {
-                bounded(self.timeout, "revoking signing key", async {
-                    let mut tx = self.pool.begin().await?;
-                    let revoked = sqlx::query(REVOKE_KEY)
-                        .bind(kid)
-                        .bind(DbTime(now))
-                        .execute(&mut *tx)
-                        .await?;
-                    if revoked.rows_affected() != 1 {
-                        tx.rollback().await?;
-                        return Ok(KeyRevocation::NotFound);
-                    }
-                    sqlx::query(START_STAGED)
-                        .bind(DbTime(now))
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(RETIRE_NOW)
-                        .bind(DbTime(now))
-                        .execute(&mut *tx)
-                        .await?;
-                    let newest: Option<String> = sqlx::query_scalar(NEWEST_KEY)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let signing = match newest {
-                        Some(kid) => kid,
-                        None => {
-                            sqlx::query(INSERT_KEY)
-                                .bind(replacement.kid.as_str())
-                                .bind(replacement.private_key.as_slice())
-                                .bind(DbTime(replacement.created_at))
-                                .bind(DbTime(now))
-                                .execute(&mut *tx)
-                                .await?;
-                            replacement.kid.clone()
-                        }
-                    };
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(KeyRevocation::Revoked { signing })
-                })
-                .await
+    async fn revoke(
+        &self,
+        kid: &str,
+        now: OffsetDateTime,
+        replacement: &StoredKey,
+    ) -> StoreResult<KeyRevocation> {
+        bounded(self.timeout, "revoking signing key", async {
+            let mut tx = self.pool.begin().await?;
+            let revoked = sql_tx!(&mut tx, |db| {
+                sqlx::query(REVOKE_KEY)
+                    .bind(kid)
+                    .bind(DbTime(now))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            if revoked != 1 {
+                tx.rollback().await?;
+                return Ok(KeyRevocation::NotFound);
             }
-        }
-    };
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(START_STAGED)
+                    .bind(DbTime(now))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(RETIRE_NOW)
+                    .bind(DbTime(now))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            let newest: Option<String> = sql_tx!(&mut tx, |db| {
+                sqlx::query_scalar(NEWEST_KEY).fetch_optional(db).await
+            })?;
+            let signing = match newest {
+                Some(kid) => kid,
+                None => {
+                    sql_tx!(&mut tx, |db| {
+                        sqlx::query(INSERT_KEY)
+                            .bind(replacement.kid.as_str())
+                            .bind(replacement.private_key.as_slice())
+                            .bind(DbTime(replacement.created_at))
+                            .bind(DbTime(now))
+                            .execute(db)
+                            .await
+                            .map(drop)
+                    })?;
+                    replacement.kid.clone()
+                }
+            };
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(KeyRevocation::Revoked { signing })
+        })
+        .await
+    }
 }
-
-impl_key_store!(sqlx::Postgres);
-impl_key_store!(sqlx::Sqlite);

@@ -1,10 +1,12 @@
-//! The SQL both dialects share. Each submodule holds one store's statement texts and one
-//! implementation, written once as a macro and instantiated for PostgreSQL and for SQLite
-//! (sqlx's SQLite driver accepts `$n` placeholders, so the text is the same).
+//! The SQL both dialects share: one plain implementation of each store over [`SqlPool`], the
+//! enum of the two pools. Statement texts are written once (sqlx's SQLite driver accepts `$n`
+//! placeholders); [`sql!`] and [`sql_tx!`] expand one statement into its two match arms.
 
 mod codes;
 mod keys;
+mod postgres;
 mod sessions;
+mod sqlite;
 mod users;
 
 use std::sync::Arc;
@@ -14,7 +16,9 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::{Database, Decode, Encode, Pool, Postgres, Sqlite, Type};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Transaction, Type};
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -24,9 +28,105 @@ use super::{
 };
 use crate::config::Settings;
 
+/// Which SQL database a `DATABASE_URL` names, told by its scheme. The one place that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `sqlite:`.
+    Sqlite,
+}
+
+impl DatabaseKind {
+    /// The database `url` names; None when it is neither PostgreSQL nor SQLite.
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// The connection pool of whichever database is configured.
+#[derive(Clone)]
+pub(crate) enum SqlPool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// An open transaction on a [`SqlPool`]; dropped without `commit`, it rolls back.
+pub(crate) enum SqlTx {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+impl SqlPool {
+    /// Starts a transaction.
+    pub(crate) async fn begin(&self) -> Result<SqlTx, sqlx::Error> {
+        Ok(match self {
+            Self::Postgres(pool) => SqlTx::Postgres(pool.begin().await?),
+            Self::Sqlite(pool) => SqlTx::Sqlite(pool.begin().await?),
+        })
+    }
+}
+
+impl SqlTx {
+    /// Commits it.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(tx) => tx.commit().await,
+            Self::Sqlite(tx) => tx.commit().await,
+        }
+    }
+
+    /// Rolls it back.
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(tx) => tx.rollback().await,
+            Self::Sqlite(tx) => tx.rollback().await,
+        }
+    }
+}
+
+/// Runs one statement on a [`SqlPool`], written once for both drivers:
+/// `sql!(&self.pool, |db| { query.fetch_one(db).await })` expands to a `match` whose two arms
+/// bind `db` to the PostgreSQL or the SQLite pool and repeat the body, so the body is
+/// type-checked for both and must have one type for both (map a driver's query result to
+/// `rows_affected()` or `()`). The body is not a closure: `.await` and `?` act in place.
+macro_rules! sql {
+    ($pool:expr, |$db:ident| $body:expr) => {
+        match $pool {
+            $crate::store::sql::SqlPool::Postgres($db) => $body,
+            $crate::store::sql::SqlPool::Sqlite($db) => $body,
+        }
+    };
+}
+
+/// Runs one statement inside a [`SqlTx`]: like [`sql!`], with `db` bound to the transaction's
+/// connection: `sql_tx!(&mut tx, |db| { query.execute(db).await })`.
+macro_rules! sql_tx {
+    ($tx:expr, |$db:ident| $body:expr) => {
+        match $tx {
+            $crate::store::sql::SqlTx::Postgres(tx) => {
+                let $db = &mut **tx;
+                $body
+            }
+            $crate::store::sql::SqlTx::Sqlite(tx) => {
+                let $db = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+use {sql, sql_tx};
+
 /// The SQL implementation of every store, over one pool.
-pub(crate) struct SqlStore<DB: Database> {
-    pub(crate) pool: Pool<DB>,
+pub(crate) struct SqlStore {
+    pub(crate) pool: SqlPool,
     pub(crate) timeout: Duration,
 }
 
@@ -42,10 +142,7 @@ pub(crate) struct SqlHandles {
 }
 
 impl SqlHandles {
-    fn from_store<S>(store: S) -> Self
-    where
-        S: UserStore + CodeStore + SessionStore + SecretStore + KeyStore + Ping + Sweep + 'static,
-    {
+    fn from_store(store: SqlStore) -> Self {
         let store = Arc::new(store);
         Self {
             users: store.clone(),
@@ -61,18 +158,14 @@ impl SqlHandles {
 
 /// Connects to `DATABASE_URL` (PostgreSQL or SQLite) and applies its migrations.
 pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlHandles> {
-    let url = settings.database_url.expose_secret();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(SqlHandles::from_store(
-            super::postgres::connect(settings).await?,
-        ))
-    } else if url.starts_with("sqlite:") {
-        Ok(SqlHandles::from_store(
-            super::sqlite::connect(settings).await?,
-        ))
-    } else {
-        anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
-    }
+    let store = match DatabaseKind::from_url(settings.database_url.expose_secret()) {
+        Some(DatabaseKind::Postgres) => postgres::connect(settings).await?,
+        Some(DatabaseKind::Sqlite) => sqlite::connect(settings).await?,
+        None => {
+            anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
+        }
+    };
+    Ok(SqlHandles::from_store(store))
 }
 
 /// A UTC timestamp as both dialects store it: `TIMESTAMPTZ` in PostgreSQL, fixed-width
@@ -159,74 +252,76 @@ pub(crate) fn remaining(until: OffsetDateTime, now: OffsetDateTime) -> Duration 
     Duration::try_from(until - now).unwrap_or(Duration::ZERO)
 }
 
-macro_rules! impl_sql_misc {
-    ($db:ty) => {
-        #[async_trait]
-        impl SecretStore for SqlStore<$db> {
-            async fn get_or_create(
-                &self,
-                name: &str,
-                candidate: &[u8],
-                now: OffsetDateTime,
-            ) -> StoreResult<Vec<u8>> {
-                bounded(self.timeout, "loading server secret", async {
-                    sqlx::query(INSERT_SECRET)
-                        .bind(name)
-                        .bind(candidate)
-                        .bind(DbTime(now))
-                        .execute(&self.pool)
-                        .await?;
-                    sqlx::query_scalar::<_, Vec<u8>>(FIND_SECRET)
-                        .bind(name)
-                        .fetch_one(&self.pool)
-                        .await
-                })
-                .await
-            }
-        }
-
-        #[async_trait]
-        impl Ping for SqlStore<$db> {
-            async fn ping(&self) -> StoreResult<()> {
-                bounded(self.timeout, "pinging database", async {
-                    sqlx::query("SELECT 1").execute(&self.pool).await
-                })
-                .await
-                .map(drop)
-            }
-        }
-
-        #[async_trait]
-        impl Sweep for SqlStore<$db> {
-            async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<u64> {
-                let mut removed = 0;
-                for (statement, cutoff) in [
-                    (SWEEP_CODES, cutoffs.now),
-                    (SWEEP_COOLDOWNS, cutoffs.now),
-                    (SWEEP_SESSIONS, cutoffs.now),
-                    (SWEEP_KEYS, cutoffs.keys_retired_before),
-                    (SWEEP_PENDING_USERS, cutoffs.pending_before),
-                ] {
-                    for _ in 0..MAX_SWEEP_BATCHES {
-                        let result = bounded(self.timeout, "sweeping expired rows", async {
-                            sqlx::query(statement)
-                                .bind(DbTime(cutoff))
-                                .bind(i64::from(SWEEP_BATCH))
-                                .execute(&self.pool)
-                                .await
-                        })
-                        .await?;
-                        removed += result.rows_affected();
-                        if result.rows_affected() < u64::from(SWEEP_BATCH) {
-                            break;
-                        }
-                    }
-                }
-                Ok(removed)
-            }
-        }
-    };
+#[async_trait]
+impl SecretStore for SqlStore {
+    async fn get_or_create(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<u8>> {
+        bounded(self.timeout, "loading server secret", async {
+            sql!(&self.pool, |db| {
+                sqlx::query(INSERT_SECRET)
+                    .bind(name)
+                    .bind(candidate)
+                    .bind(DbTime(now))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            sql!(&self.pool, |db| {
+                sqlx::query_scalar::<_, Vec<u8>>(FIND_SECRET)
+                    .bind(name)
+                    .fetch_one(db)
+                    .await
+            })
+        })
+        .await
+    }
 }
 
-impl_sql_misc!(sqlx::Postgres);
-impl_sql_misc!(sqlx::Sqlite);
+#[async_trait]
+impl Ping for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        bounded(self.timeout, "pinging database", async {
+            sql!(&self.pool, |db| {
+                sqlx::query("SELECT 1").execute(db).await.map(drop)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Sweep for SqlStore {
+    async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<u64> {
+        let mut removed = 0;
+        for (statement, cutoff) in [
+            (SWEEP_CODES, cutoffs.now),
+            (SWEEP_COOLDOWNS, cutoffs.now),
+            (SWEEP_SESSIONS, cutoffs.now),
+            (SWEEP_KEYS, cutoffs.keys_retired_before),
+            (SWEEP_PENDING_USERS, cutoffs.pending_before),
+        ] {
+            for _ in 0..MAX_SWEEP_BATCHES {
+                let deleted = bounded(self.timeout, "sweeping expired rows", async {
+                    sql!(&self.pool, |db| {
+                        sqlx::query(statement)
+                            .bind(DbTime(cutoff))
+                            .bind(i64::from(SWEEP_BATCH))
+                            .execute(db)
+                            .await
+                            .map(|done| done.rows_affected())
+                    })
+                })
+                .await?;
+                removed += deleted;
+                if deleted < u64::from(SWEEP_BATCH) {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

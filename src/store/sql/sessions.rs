@@ -4,10 +4,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DbTime, SqlStore};
-use crate::store::{
-    RefreshRules, Rotation, Session, SessionLimit, SessionStore, StoreResult, bounded,
+use super::{DbTime, SqlStore, sql, sql_tx};
+use crate::domain::{
+    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
+    UserId, judge_refresh,
 };
+use crate::store::{SessionStore, StoreResult, bounded};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -24,8 +26,8 @@ struct SessionRow {
 impl From<SessionRow> for Session {
     fn from(row: SessionRow) -> Self {
         Session {
-            id: row.id,
-            user_id: row.user_id,
+            id: SessionId(row.id),
+            user_id: UserId(row.user_id),
             created_at: row.created_at.0,
             expires_at: row.expires_at.0,
             last_used_at: row.last_used_at.0,
@@ -73,216 +75,270 @@ const REVOKE_ALL: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 
      WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id <> $4 \
      AND last_used_at > $5";
 
-macro_rules! impl_session_store {
-    ($db:ty) => {
-        #[async_trait]
-        impl SessionStore for SqlStore<$db> {
-            async fn create(
-                &self,
-                session: &Session,
-                refresh_digest: &str,
-                limit: SessionLimit,
-            ) -> StoreResult<u64> {
-                let others = i64::from(limit.max_per_user.saturating_sub(1));
-                bounded(self.timeout, "creating session", async {
-                    let mut tx = self.pool.begin().await?;
-                    sqlx::query(LOCK_USER)
-                        .bind(session.user_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(INSERT_SESSION)
-                        .bind(session.id)
-                        .bind(session.user_id)
-                        .bind(DbTime(session.created_at))
-                        .bind(DbTime(session.expires_at))
-                        .bind(DbTime(session.last_used_at))
-                        .bind(session.user_agent.as_deref())
-                        .bind(session.ip.as_deref())
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(INSERT_REFRESH)
-                        .bind(refresh_digest)
-                        .bind(session.id)
-                        .bind(0_i32)
-                        .bind(DbTime(session.created_at))
-                        .execute(&mut *tx)
-                        .await?;
-                    let ended = sqlx::query(END_OLDEST)
-                        .bind(session.user_id)
-                        .bind(DbTime(session.created_at))
-                        .bind(DbTime(limit.used_after))
-                        .bind(others)
-                        .bind(session.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(ended.rows_affected())
-                })
-                .await
-            }
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn create(
+        &self,
+        session: &Session,
+        refresh_digest: &str,
+        limit: SessionLimit,
+    ) -> StoreResult<u64> {
+        let others = i64::from(limit.max_per_user.saturating_sub(1));
+        bounded(self.timeout, "creating session", async {
+            let mut tx = self.pool.begin().await?;
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(LOCK_USER)
+                    .bind(session.user_id.0)
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(INSERT_SESSION)
+                    .bind(session.id.0)
+                    .bind(session.user_id.0)
+                    .bind(DbTime(session.created_at))
+                    .bind(DbTime(session.expires_at))
+                    .bind(DbTime(session.last_used_at))
+                    .bind(session.user_agent.as_deref())
+                    .bind(session.ip.as_deref())
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(INSERT_REFRESH)
+                    .bind(refresh_digest)
+                    .bind(session.id.0)
+                    .bind(0_i32)
+                    .bind(DbTime(session.created_at))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            let ended = sql_tx!(&mut tx, |db| {
+                sqlx::query(END_OLDEST)
+                    .bind(session.user_id.0)
+                    .bind(DbTime(session.created_at))
+                    .bind(DbTime(limit.used_after))
+                    .bind(others)
+                    .bind(session.id.0)
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(ended)
+        })
+        .await
+    }
 
-            async fn find(&self, id: Uuid) -> StoreResult<Option<Session>> {
-                let row = bounded(self.timeout, "finding session", async {
+    async fn find(&self, id: SessionId) -> StoreResult<Option<Session>> {
+        let row = bounded(self.timeout, "finding session", async {
+            sql!(&self.pool, |db| {
+                sqlx::query_as::<_, SessionRow>(FIND_SESSION)
+                    .bind(id.0)
+                    .fetch_optional(db)
+                    .await
+            })
+        })
+        .await?;
+        Ok(row.map(Session::from))
+    }
+
+    async fn rotate(
+        &self,
+        presented: &str,
+        successor: &str,
+        now: OffsetDateTime,
+        rules: RefreshRules,
+    ) -> StoreResult<Rotation> {
+        bounded(self.timeout, "rotating refresh token", async {
+            let mut tx = self.pool.begin().await?;
+            let claimed: Option<(Uuid, i32)> = sql_tx!(&mut tx, |db| {
+                sqlx::query_as(CLAIM_REFRESH)
+                    .bind(presented)
+                    .bind(DbTime(now))
+                    .fetch_optional(db)
+                    .await
+            })?;
+            if let Some((session_id, generation)) = claimed {
+                let session = sql_tx!(&mut tx, |db| {
                     sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
-                })
-                .await?;
-                Ok(row.map(Session::from))
-            }
-
-            async fn rotate(
-                &self,
-                presented: &str,
-                successor: &str,
-                now: OffsetDateTime,
-                rules: RefreshRules,
-            ) -> StoreResult<Rotation> {
-                bounded(self.timeout, "rotating refresh token", async {
-                    let mut tx = self.pool.begin().await?;
-                    let claimed: Option<(Uuid, i32)> = sqlx::query_as(CLAIM_REFRESH)
-                        .bind(presented)
-                        .bind(DbTime(now))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some((session_id, generation)) = claimed {
-                        let session = sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                            .bind(session_id)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                            .map(Session::from);
-                        let Some(session) = session.filter(|s| s.is_live(now, rules.idle_timeout))
-                        else {
-                            tx.rollback().await?;
-                            return Ok(Rotation::Invalid);
-                        };
-                        sqlx::query(INSERT_REFRESH)
-                            .bind(successor)
-                            .bind(session_id)
-                            .bind(generation + 1)
-                            .bind(DbTime(now))
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(TOUCH_SESSION)
-                            .bind(session_id)
-                            .bind(DbTime(now))
-                            .execute(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                        return Ok(Rotation::Rotated(Session {
-                            last_used_at: now,
-                            ..session
-                        }));
-                    }
-                    tx.rollback().await?;
-
-                    // Not the current token: unknown, a replay within the grace window, or reuse.
-                    let used: Option<(Uuid, i32, Option<DbTime>)> = sqlx::query_as(FIND_REFRESH)
-                        .bind(presented)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    let Some((session_id, generation, used_at)) = used else {
-                        return Ok(Rotation::Invalid);
-                    };
-                    let session = sqlx::query_as::<_, SessionRow>(FIND_SESSION)
                         .bind(session_id)
-                        .fetch_optional(&self.pool)
-                        .await?
-                        .map(Session::from);
-                    let Some(session) = session.filter(|s| s.is_live(now, rules.idle_timeout))
-                    else {
-                        return Ok(Rotation::Invalid);
-                    };
-                    let next: Option<(String, Option<DbTime>)> = sqlx::query_as(FIND_GENERATION)
+                        .fetch_optional(db)
+                        .await
+                })?
+                .map(Session::from);
+                let rotation = judge_refresh(
+                    PresentedRefresh::Claimed,
+                    session,
+                    None,
+                    successor,
+                    now,
+                    rules,
+                );
+                if !matches!(rotation, Rotation::Rotated(_)) {
+                    tx.rollback().await?;
+                    return Ok(rotation);
+                }
+                sql_tx!(&mut tx, |db| {
+                    sqlx::query(INSERT_REFRESH)
+                        .bind(successor)
                         .bind(session_id)
                         .bind(generation + 1)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    let within_grace = used_at.is_some_and(|t| now - t.0 <= rules.grace);
-                    let successor_is_current =
-                        next.is_some_and(|(hash, used)| hash == successor && used.is_none());
-                    if within_grace && successor_is_current {
-                        return Ok(Rotation::Replayed(session));
-                    }
-                    sqlx::query(REVOKE_FAMILY)
+                        .bind(DbTime(now))
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
+                sql_tx!(&mut tx, |db| {
+                    sqlx::query(TOUCH_SESSION)
                         .bind(session_id)
                         .bind(DbTime(now))
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
+                tx.commit().await?;
+                return Ok(rotation);
+            }
+            tx.rollback().await?;
+
+            // Not the current token: unknown, a replay within the grace window, or reuse.
+            let used: Option<(Uuid, i32, Option<DbTime>)> = sql!(&self.pool, |db| {
+                sqlx::query_as(FIND_REFRESH)
+                    .bind(presented)
+                    .fetch_optional(db)
+                    .await
+            })?;
+            let Some((session_id, generation, used_at)) = used else {
+                return Ok(judge_refresh(
+                    PresentedRefresh::Unknown,
+                    None,
+                    None,
+                    successor,
+                    now,
+                    rules,
+                ));
+            };
+            let session = sql!(&self.pool, |db| {
+                sqlx::query_as::<_, SessionRow>(FIND_SESSION)
+                    .bind(session_id)
+                    .fetch_optional(db)
+                    .await
+            })?
+            .map(Session::from);
+            // A dead session's tokens are refused whatever comes next: no need to load it.
+            let live = session
+                .as_ref()
+                .is_some_and(|s| s.is_live(now, rules.idle_timeout));
+            let next: Option<(String, Option<DbTime>)> = if live {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as(FIND_GENERATION)
+                        .bind(session_id)
+                        .bind(generation + 1)
+                        .fetch_optional(db)
+                        .await
+                })?
+            } else {
+                None
+            };
+            let rotation = judge_refresh(
+                PresentedRefresh::Retired {
+                    used_at: used_at.map(|t| t.0),
+                },
+                session,
+                next.as_ref().map(|(digest, used_at)| NextRefresh {
+                    digest,
+                    used_at: used_at.map(|t| t.0),
+                }),
+                successor,
+                now,
+                rules,
+            );
+            if let Rotation::ReuseDetected { session_id, .. } = &rotation {
+                sql!(&self.pool, |db| {
+                    sqlx::query(REVOKE_FAMILY)
+                        .bind(session_id.0)
+                        .bind(DbTime(now))
                         .bind("refresh_token_reuse")
-                        .execute(&self.pool)
-                        .await?;
-                    Ok::<_, sqlx::Error>(Rotation::ReuseDetected {
-                        session_id,
-                        user_id: session.user_id,
-                    })
-                })
-                .await
-            }
-
-            async fn list(
-                &self,
-                user_id: Uuid,
-                now: OffsetDateTime,
-                used_after: OffsetDateTime,
-            ) -> StoreResult<Vec<Session>> {
-                let rows = bounded(self.timeout, "listing sessions", async {
-                    sqlx::query_as::<_, SessionRow>(LIST_SESSIONS)
-                        .bind(user_id)
-                        .bind(DbTime(now))
-                        .bind(DbTime(used_after))
-                        .fetch_all(&self.pool)
+                        .execute(db)
                         .await
-                })
-                .await?;
-                Ok(rows.into_iter().map(Session::from).collect())
+                        .map(drop)
+                })?;
             }
+            Ok::<_, sqlx::Error>(rotation)
+        })
+        .await
+    }
 
-            async fn revoke(
-                &self,
-                id: Uuid,
-                user_id: Uuid,
-                now: OffsetDateTime,
-                used_after: OffsetDateTime,
-                reason: &str,
-            ) -> StoreResult<bool> {
-                let result = bounded(self.timeout, "revoking session", async {
-                    sqlx::query(REVOKE_OWN)
-                        .bind(id)
-                        .bind(user_id)
-                        .bind(DbTime(now))
-                        .bind(reason)
-                        .bind(DbTime(used_after))
-                        .execute(&self.pool)
-                        .await
-                })
-                .await?;
-                Ok(result.rows_affected() == 1)
-            }
+    async fn list(
+        &self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        used_after: OffsetDateTime,
+    ) -> StoreResult<Vec<Session>> {
+        let rows = bounded(self.timeout, "listing sessions", async {
+            sql!(&self.pool, |db| {
+                sqlx::query_as::<_, SessionRow>(LIST_SESSIONS)
+                    .bind(user_id.0)
+                    .bind(DbTime(now))
+                    .bind(DbTime(used_after))
+                    .fetch_all(db)
+                    .await
+            })
+        })
+        .await?;
+        Ok(rows.into_iter().map(Session::from).collect())
+    }
 
-            async fn revoke_all(
-                &self,
-                user_id: Uuid,
-                keep: Option<Uuid>,
-                now: OffsetDateTime,
-                used_after: OffsetDateTime,
-                reason: &str,
-            ) -> StoreResult<u64> {
-                let result = bounded(self.timeout, "revoking sessions", async {
-                    sqlx::query(REVOKE_ALL)
-                        .bind(user_id)
-                        .bind(DbTime(now))
-                        .bind(reason)
-                        .bind(keep.unwrap_or(Uuid::nil()))
-                        .bind(DbTime(used_after))
-                        .execute(&self.pool)
-                        .await
-                })
-                .await?;
-                Ok(result.rows_affected())
-            }
-        }
-    };
+    async fn revoke(
+        &self,
+        id: SessionId,
+        user_id: UserId,
+        now: OffsetDateTime,
+        used_after: OffsetDateTime,
+        reason: &str,
+    ) -> StoreResult<bool> {
+        let revoked = bounded(self.timeout, "revoking session", async {
+            sql!(&self.pool, |db| {
+                sqlx::query(REVOKE_OWN)
+                    .bind(id.0)
+                    .bind(user_id.0)
+                    .bind(DbTime(now))
+                    .bind(reason)
+                    .bind(DbTime(used_after))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+        })
+        .await?;
+        Ok(revoked == 1)
+    }
+
+    async fn revoke_all(
+        &self,
+        user_id: UserId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+        used_after: OffsetDateTime,
+        reason: &str,
+    ) -> StoreResult<u64> {
+        bounded(self.timeout, "revoking sessions", async {
+            sql!(&self.pool, |db| {
+                sqlx::query(REVOKE_ALL)
+                    .bind(user_id.0)
+                    .bind(DbTime(now))
+                    .bind(reason)
+                    .bind(keep.map_or(Uuid::nil(), |id| id.0))
+                    .bind(DbTime(used_after))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+        })
+        .await
+    }
 }
-
-impl_session_store!(sqlx::Postgres);
-impl_session_store!(sqlx::Sqlite);

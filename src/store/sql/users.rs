@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DbTime, SqlStore};
+use super::{DbTime, SqlStore, sql, sql_tx};
 use crate::domain::{
     EmailAddress, FullName, PasswordHash, PendingRegistration, User, UserId, UserStatus,
 };
@@ -70,162 +70,179 @@ struct RegistrationRow {
     created_at: DbTime,
 }
 
-macro_rules! impl_user_store {
-    ($db:ty) => {
-        #[async_trait]
-        impl UserStore for SqlStore<$db> {
-            async fn find_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>> {
-                let row = bounded(self.timeout, "finding user by email", async {
-                    sqlx::query_as::<_, UserRow>(FIND_USER_BY_EMAIL)
-                        .bind(email.as_str())
-                        .fetch_optional(&self.pool)
-                        .await
-                })
-                .await?;
-                row.map(User::try_from).transpose()
-            }
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn find_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>> {
+        let row = bounded(self.timeout, "finding user by email", async {
+            sql!(&self.pool, |db| {
+                sqlx::query_as::<_, UserRow>(FIND_USER_BY_EMAIL)
+                    .bind(email.as_str())
+                    .fetch_optional(db)
+                    .await
+            })
+        })
+        .await?;
+        row.map(User::try_from).transpose()
+    }
 
-            async fn find_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
-                let row = bounded(self.timeout, "finding user by id", async {
-                    sqlx::query_as::<_, UserRow>(FIND_USER_BY_ID)
-                        .bind(id.0)
-                        .fetch_optional(&self.pool)
-                        .await
-                })
-                .await?;
-                row.map(User::try_from).transpose()
-            }
+    async fn find_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        let row = bounded(self.timeout, "finding user by id", async {
+            sql!(&self.pool, |db| {
+                sqlx::query_as::<_, UserRow>(FIND_USER_BY_ID)
+                    .bind(id.0)
+                    .fetch_optional(db)
+                    .await
+            })
+        })
+        .await?;
+        row.map(User::try_from).transpose()
+    }
 
-            async fn insert(&self, user: &User) -> StoreResult<Inserted> {
-                bounded(self.timeout, "inserting user", async {
-                    let mut tx = self.pool.begin().await?;
-                    let inserted = sqlx::query(INSERT_USER)
-                        .bind(user.id.0)
-                        .bind(user.email.as_str())
-                        .bind(user.full_name.as_str())
-                        .bind(user.password_hash.as_str())
-                        .bind(user.status.as_str())
-                        .bind(DbTime(user.created_at))
-                        .bind(DbTime(user.updated_at))
-                        .bind(user.verified_at.map(DbTime))
-                        .execute(&mut *tx)
-                        .await?;
-                    if inserted.rows_affected() != 1 {
-                        tx.rollback().await?;
-                        return Ok(Inserted::EmailTaken);
-                    }
-                    if user.status == UserStatus::Pending {
-                        sqlx::query(PUT_REGISTRATION)
-                            .bind(user.id.0)
-                            .bind(user.password_hash.as_str())
-                            .bind(user.full_name.as_str())
-                            .bind(DbTime(user.updated_at))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(Inserted::Created)
-                })
-                .await
+    async fn insert(&self, user: &User) -> StoreResult<Inserted> {
+        bounded(self.timeout, "inserting user", async {
+            let mut tx = self.pool.begin().await?;
+            let inserted = sql_tx!(&mut tx, |db| {
+                sqlx::query(INSERT_USER)
+                    .bind(user.id.0)
+                    .bind(user.email.as_str())
+                    .bind(user.full_name.as_str())
+                    .bind(user.password_hash.as_str())
+                    .bind(user.status.as_str())
+                    .bind(DbTime(user.created_at))
+                    .bind(DbTime(user.updated_at))
+                    .bind(user.verified_at.map(DbTime))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            if inserted != 1 {
+                tx.rollback().await?;
+                return Ok(Inserted::EmailTaken);
             }
-
-            async fn register_again(
-                &self,
-                id: UserId,
-                registration: &PendingRegistration,
-                keep: u32,
-            ) -> StoreResult<bool> {
-                let keep = i64::from(keep.max(1));
-                bounded(self.timeout, "registering pending user again", async {
-                    // The account row first: its write lock orders concurrent registrations.
-                    let mut tx = self.pool.begin().await?;
-                    let updated = sqlx::query(UPDATE_PENDING_USER)
-                        .bind(id.0)
-                        .bind(registration.full_name.as_str())
-                        .bind(registration.password_hash.as_str())
-                        .bind(DbTime(registration.created_at))
-                        .execute(&mut *tx)
-                        .await?;
-                    if updated.rows_affected() != 1 {
-                        tx.rollback().await?;
-                        return Ok(false);
-                    }
+            if user.status == UserStatus::Pending {
+                sql_tx!(&mut tx, |db| {
                     sqlx::query(PUT_REGISTRATION)
-                        .bind(id.0)
-                        .bind(registration.password_hash.as_str())
-                        .bind(registration.full_name.as_str())
-                        .bind(DbTime(registration.created_at))
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(TRIM_REGISTRATIONS)
-                        .bind(id.0)
-                        .bind(keep)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(true)
-                })
-                .await
-            }
-
-            async fn pending_registrations(
-                &self,
-                id: UserId,
-            ) -> StoreResult<Vec<PendingRegistration>> {
-                let rows = bounded(self.timeout, "loading pending registrations", async {
-                    sqlx::query_as::<_, RegistrationRow>(LIST_REGISTRATIONS)
-                        .bind(id.0)
-                        .fetch_all(&self.pool)
+                        .bind(user.id.0)
+                        .bind(user.password_hash.as_str())
+                        .bind(user.full_name.as_str())
+                        .bind(DbTime(user.updated_at))
+                        .execute(db)
                         .await
-                })
-                .await?;
-                rows.into_iter()
-                    .map(|row| {
-                        Ok(PendingRegistration {
-                            full_name: FullName::parse(&row.full_name).map_err(|_| {
-                                StoreError::Corrupt(anyhow::anyhow!(
-                                    "pending registration of user {}: stored full_name",
-                                    id.0
-                                ))
-                            })?,
-                            password_hash: PasswordHash::from_phc(row.password_hash),
-                            created_at: row.created_at.0,
-                        })
-                    })
-                    .collect()
+                        .map(drop)
+                })?;
             }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Inserted::Created)
+        })
+        .await
+    }
 
-            async fn activate(
-                &self,
-                id: UserId,
-                registration: &PendingRegistration,
-                now: OffsetDateTime,
-            ) -> StoreResult<bool> {
-                bounded(self.timeout, "activating user", async {
-                    let mut tx = self.pool.begin().await?;
-                    let activated = sqlx::query(ACTIVATE_USER)
-                        .bind(id.0)
-                        .bind(DbTime(now))
-                        .bind(registration.password_hash.as_str())
-                        .bind(registration.full_name.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                    if activated.rows_affected() != 1 {
-                        tx.rollback().await?;
-                        return Ok(false);
-                    }
-                    sqlx::query(DROP_REGISTRATIONS)
-                        .bind(id.0)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(true)
-                })
-                .await
+    async fn register_again(
+        &self,
+        id: UserId,
+        registration: &PendingRegistration,
+        keep: u32,
+    ) -> StoreResult<bool> {
+        let keep = i64::from(keep.max(1));
+        bounded(self.timeout, "registering pending user again", async {
+            // The account row first: its write lock orders concurrent registrations.
+            let mut tx = self.pool.begin().await?;
+            let updated = sql_tx!(&mut tx, |db| {
+                sqlx::query(UPDATE_PENDING_USER)
+                    .bind(id.0)
+                    .bind(registration.full_name.as_str())
+                    .bind(registration.password_hash.as_str())
+                    .bind(DbTime(registration.created_at))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            if updated != 1 {
+                tx.rollback().await?;
+                return Ok(false);
             }
-        }
-    };
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(PUT_REGISTRATION)
+                    .bind(id.0)
+                    .bind(registration.password_hash.as_str())
+                    .bind(registration.full_name.as_str())
+                    .bind(DbTime(registration.created_at))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(TRIM_REGISTRATIONS)
+                    .bind(id.0)
+                    .bind(keep)
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        })
+        .await
+    }
+
+    async fn pending_registrations(&self, id: UserId) -> StoreResult<Vec<PendingRegistration>> {
+        let rows = bounded(self.timeout, "loading pending registrations", async {
+            sql!(&self.pool, |db| {
+                sqlx::query_as::<_, RegistrationRow>(LIST_REGISTRATIONS)
+                    .bind(id.0)
+                    .fetch_all(db)
+                    .await
+            })
+        })
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PendingRegistration {
+                    full_name: FullName::parse(&row.full_name).map_err(|_| {
+                        StoreError::Corrupt(anyhow::anyhow!(
+                            "pending registration of user {}: stored full_name",
+                            id.0
+                        ))
+                    })?,
+                    password_hash: PasswordHash::from_phc(row.password_hash),
+                    created_at: row.created_at.0,
+                })
+            })
+            .collect()
+    }
+
+    async fn activate(
+        &self,
+        id: UserId,
+        registration: &PendingRegistration,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        bounded(self.timeout, "activating user", async {
+            let mut tx = self.pool.begin().await?;
+            let activated = sql_tx!(&mut tx, |db| {
+                sqlx::query(ACTIVATE_USER)
+                    .bind(id.0)
+                    .bind(DbTime(now))
+                    .bind(registration.password_hash.as_str())
+                    .bind(registration.full_name.as_str())
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            if activated != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(DROP_REGISTRATIONS)
+                    .bind(id.0)
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        })
+        .await
+    }
 }
-
-impl_user_store!(sqlx::Postgres);
-impl_user_store!(sqlx::Sqlite);

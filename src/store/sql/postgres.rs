@@ -6,11 +6,11 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::sql::SqlStore;
+use super::{SqlPool, SqlStore};
 use crate::config::{Settings, redact_url};
 
 /// Connects, checks the server answers, and applies `migrations/postgres`.
-pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore<sqlx::Postgres>> {
+pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
     let url = settings.database_url.expose_secret();
     let timeout = settings.dependency_timeout;
     // The server abandons a statement a little after we stop waiting for it, so a hung
@@ -32,5 +32,8 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore<sqlx
         .await
         .context("applying PostgreSQL migrations")?;
     tracing::info!(database = %redact_url(url), "DB connection URL created: PostgreSQL connected and migrated");
-    Ok(SqlStore { pool, timeout })
+    Ok(SqlStore {
+        pool: SqlPool::Postgres(pool),
+        timeout,
+    })
 }

@@ -6,11 +6,11 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sql::SqlStore;
+use super::{SqlPool, SqlStore};
 use crate::config::{Settings, redact_url};
 
 /// Opens (creating if needed) the file, and applies `migrations/sqlite`.
-pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore<sqlx::Sqlite>> {
+pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
     let url = settings.database_url.expose_secret();
     let options = SqliteConnectOptions::from_str(url)
         .context("DATABASE_URL is not a valid SQLite URL")?
@@ -40,7 +40,7 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore<sqlx
     // SQLite waits on its own write lock (busy_timeout); the dependency timeout is for network
     // backends, so it gets the longer bound here.
     Ok(SqlStore {
-        pool,
+        pool: SqlPool::Sqlite(pool),
         timeout: settings
             .dependency_timeout
             .max(std::time::Duration::from_secs(5)),
