@@ -183,7 +183,7 @@ pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<crate::st
     let keys = crate::store::connect_key_store(settings).await?;
     // Rotation only stores a key: the issuer it will sign for does not matter here.
     let config = key_ring_config(settings, String::new());
-    crate::tokens::rotate_now(keys.as_ref(), &SystemClock, &config).await
+    crate::tokens::publish_next_key(keys.as_ref(), &SystemClock, &config).await
 }
 
 /// `aidlc-auth keys revoke <kid>`: for a key that has leaked. It stops signing and leaves the

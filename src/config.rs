@@ -48,6 +48,28 @@ impl FromStr for Environment {
     }
 }
 
+/// Which SQL database a `DATABASE_URL` names, told by its scheme. The one place that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `sqlite:`.
+    Sqlite,
+}
+
+impl DatabaseKind {
+    /// The database `url` names; None when it is neither PostgreSQL nor SQLite.
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -332,6 +354,9 @@ impl Settings {
         {
             return refuse("AIDLC_INTROSPECTION_SECRET must have at least 16 characters");
         }
+        if self.database_kind().is_none() {
+            return refuse("DATABASE_URL must start with postgres://, postgresql:// or sqlite:");
+        }
         if self.dependency_timeout.is_zero() {
             return refuse("AIDLC_DEPENDENCY_TIMEOUT_MS must be positive");
         }
@@ -367,9 +392,14 @@ impl Settings {
         Ok(())
     }
 
+    /// Which database `DATABASE_URL` names (validated: never None after `validate`).
+    pub fn database_kind(&self) -> Option<DatabaseKind> {
+        DatabaseKind::from_url(self.database_url.expose_secret())
+    }
+
     /// True when `DATABASE_URL` names a SQLite database.
     pub fn uses_sqlite(&self) -> bool {
-        self.database_url.expose_secret().starts_with("sqlite:")
+        self.database_kind() == Some(DatabaseKind::Sqlite)
     }
 }
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use hmac::Mac;
 
 use super::{AccountError, Accounts};
-use crate::domain::{CodePurpose, EmailAddress, OneTimeCode};
+use crate::domain::{CodePurpose, EmailAddress, OnMatch, OneTimeCode};
 use crate::email::{Email, Message};
 use crate::store::{CodeCheck, Cooldown, StoredCode};
 
@@ -99,40 +99,22 @@ impl Accounts {
         })
     }
 
-    /// Consumes the code for (address, purpose) or fails with `InvalidCode`.
-    pub(super) async fn consume_code(
+    /// Presents `code` for (address, purpose): consumed or only proven as `on_match` says;
+    /// anything but a live match fails with `InvalidCode`.
+    pub(super) async fn present_code(
         &self,
         email: &EmailAddress,
         purpose: CodePurpose,
         code: &OneTimeCode,
+        on_match: OnMatch,
     ) -> Result<(), AccountError> {
         let hash = self.codes.hash(email, purpose, code);
         let now = self.clock.now();
+        let max = self.policy.max_code_attempts;
         match self
             .stores
             .codes
-            .consume(email, purpose, &hash, now, self.policy.max_code_attempts)
-            .await?
-        {
-            CodeCheck::Accepted => Ok(()),
-            CodeCheck::Rejected => Err(AccountError::InvalidCode),
-        }
-    }
-
-    /// Checks the code for (address, purpose) without spending it (the try is counted), or
-    /// fails with `InvalidCode`.
-    pub(super) async fn check_code(
-        &self,
-        email: &EmailAddress,
-        purpose: CodePurpose,
-        code: &OneTimeCode,
-    ) -> Result<(), AccountError> {
-        let hash = self.codes.hash(email, purpose, code);
-        let now = self.clock.now();
-        match self
-            .stores
-            .codes
-            .check(email, purpose, &hash, now, self.policy.max_code_attempts)
+            .try_code(email, purpose, &hash, now, max, on_match)
             .await?
         {
             CodeCheck::Accepted => Ok(()),

@@ -3,7 +3,7 @@
 use secrecy::SecretString;
 
 use super::{AccountError, Accounts, ClientInfo, IssuedSession};
-use crate::domain::{CodePurpose, EmailAddress, OneTimeCode, UserStatus};
+use crate::domain::{CodePurpose, EmailAddress, OnMatch, OneTimeCode, UserStatus};
 
 impl Accounts {
     /// `POST /api/auth/login {email, password}`. Every failure is the same
@@ -43,7 +43,8 @@ impl Accounts {
         code: OneTimeCode,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
-        self.consume_code(&email, CodePurpose::Login, &code).await?;
+        self.present_code(&email, CodePurpose::Login, &code, OnMatch::Consume)
+            .await?;
         match self.stores.users.find_by_email(&email).await? {
             Some(user) if user.status == UserStatus::Active => {
                 self.start_session(user, client).await

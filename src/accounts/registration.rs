@@ -8,8 +8,8 @@ use secrecy::SecretString;
 
 use super::{AccountError, Accounts, ClientInfo, IssuedSession};
 use crate::domain::{
-    CodePurpose, EmailAddress, FullName, OneTimeCode, Password, PasswordHash, PendingRegistration,
-    User, UserId, UserStatus,
+    CodePurpose, EmailAddress, FullName, OnMatch, OneTimeCode, Password, PasswordHash,
+    PendingRegistration, User, UserId, UserStatus,
 };
 use crate::email::{Email, Message};
 use crate::store::Inserted;
@@ -190,14 +190,14 @@ impl Accounts {
             }
             None if registrations.len() > 1 => {
                 // Only a request holding the code learns that more is needed.
-                self.check_code(&email, CodePurpose::Registration, &code)
+                self.present_code(&email, CodePurpose::Registration, &code, OnMatch::Keep)
                     .await?;
                 tracing::info!("verification without a password refused: contested registration");
                 return Err(AccountError::PasswordRequired);
             }
             None => registrations.into_iter().next(),
         };
-        self.consume_code(&email, CodePurpose::Registration, &code)
+        self.present_code(&email, CodePurpose::Registration, &code, OnMatch::Consume)
             .await?;
         let (Some(user), Some(chosen)) = (user, chosen) else {
             return Err(AccountError::InvalidCode);

@@ -114,13 +114,16 @@ impl Accounts {
     /// - any other retired token: the whole session is revoked (theft detection);
     /// - unknown token, or a revoked, expired or idle session: refused.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, presented: RefreshToken) -> Result<IssuedSession, AccountError> {
+    pub async fn exchange_refresh_token(
+        &self,
+        presented: RefreshToken,
+    ) -> Result<IssuedSession, AccountError> {
         let successor = presented.successor(&self.refresh_key);
         let now = self.clock.now();
         let session = match self
             .stores
             .sessions
-            .rotate(
+            .exchange(
                 &presented.digest(),
                 &successor.digest(),
                 now,

@@ -74,9 +74,19 @@ pub enum CodeDecision {
     Exhaust,
 }
 
+/// What a matching code is for: spent by the request that presents it, or only proven (the
+/// request must learn that it needs more before anything is spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMatch {
+    /// Delete it: no other request can use it.
+    Consume,
+    /// Leave it usable (the try still counts).
+    Keep,
+}
+
 /// Judges a try against a live code whose tries already count this one
 /// (`attempts_after_counting`; counting first is what stops parallel guesses exceeding
-/// `max_attempts`). A match is spent when `spend`, kept otherwise; a miss that reaches
+/// `max_attempts`). A match is consumed or kept as `on_match` says; a miss that reaches
 /// `max_attempts` ends the code. Hashes are compared in constant time.
 ///
 /// The Redis code script (`store/redis.rs`, `CONSUME_SCRIPT`) makes the same decision
@@ -86,13 +96,12 @@ pub fn judge_code_try(
     presented_hash: &str,
     attempts_after_counting: u32,
     max_attempts: u32,
-    spend: bool,
+    on_match: OnMatch,
 ) -> CodeDecision {
     if bool::from(stored_hash.as_bytes().ct_eq(presented_hash.as_bytes())) {
-        if spend {
-            CodeDecision::Consume
-        } else {
-            CodeDecision::Keep
+        match on_match {
+            OnMatch::Consume => CodeDecision::Consume,
+            OnMatch::Keep => CodeDecision::Keep,
         }
     } else if attempts_after_counting >= max_attempts {
         CodeDecision::Exhaust
@@ -129,39 +138,51 @@ mod tests {
     #[test]
     fn matching_try_is_consumed_when_spent_and_kept_when_checked() {
         assert_eq!(
-            judge_code_try("aa", "aa", 1, 5, true),
+            judge_code_try("aa", "aa", 1, 5, OnMatch::Consume),
             CodeDecision::Consume
         );
-        assert_eq!(judge_code_try("aa", "aa", 1, 5, false), CodeDecision::Keep);
+        assert_eq!(
+            judge_code_try("aa", "aa", 1, 5, OnMatch::Keep),
+            CodeDecision::Keep
+        );
     }
 
     #[test]
     fn matching_try_on_the_last_allowed_attempt_still_counts() {
         assert_eq!(
-            judge_code_try("aa", "aa", 5, 5, true),
+            judge_code_try("aa", "aa", 5, 5, OnMatch::Consume),
             CodeDecision::Consume
         );
-        assert_eq!(judge_code_try("aa", "aa", 5, 5, false), CodeDecision::Keep);
+        assert_eq!(
+            judge_code_try("aa", "aa", 5, 5, OnMatch::Keep),
+            CodeDecision::Keep
+        );
     }
 
     #[test]
     fn wrong_try_with_tries_left_is_rejected() {
-        assert_eq!(judge_code_try("aa", "ab", 4, 5, true), CodeDecision::Reject);
-        assert_eq!(judge_code_try("aa", "", 1, 5, false), CodeDecision::Reject);
+        assert_eq!(
+            judge_code_try("aa", "ab", 4, 5, OnMatch::Consume),
+            CodeDecision::Reject
+        );
+        assert_eq!(
+            judge_code_try("aa", "", 1, 5, OnMatch::Keep),
+            CodeDecision::Reject
+        );
     }
 
     #[test]
     fn wrong_try_that_reaches_the_limit_ends_the_code() {
         assert_eq!(
-            judge_code_try("aa", "ab", 5, 5, true),
+            judge_code_try("aa", "ab", 5, 5, OnMatch::Consume),
             CodeDecision::Exhaust
         );
         assert_eq!(
-            judge_code_try("aa", "ab", 5, 5, false),
+            judge_code_try("aa", "ab", 5, 5, OnMatch::Keep),
             CodeDecision::Exhaust
         );
         assert_eq!(
-            judge_code_try("aa", "ab", 6, 5, true),
+            judge_code_try("aa", "ab", 6, 5, OnMatch::Consume),
             CodeDecision::Exhaust
         );
     }

@@ -7,7 +7,7 @@ mod password;
 mod session;
 mod user;
 
-pub use code::{CodeDecision, CodePurpose, OneTimeCode, judge_code_try};
+pub use code::{CodeDecision, CodePurpose, OnMatch, OneTimeCode, judge_code_try};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
 pub use password::{Password, PasswordHash};

@@ -129,7 +129,9 @@ pub async fn refresh(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let token = RefreshToken::parse(body.refresh_token.trim())
         .ok_or(crate::accounts::AccountError::InvalidRefreshToken)?;
-    Ok(Json(state.accounts.refresh(token).await?.into()))
+    Ok(Json(
+        state.accounts.exchange_refresh_token(token).await?.into(),
+    ))
 }
 
 /// End the caller's session (its refresh token stops working at once).

@@ -18,10 +18,11 @@ use time::OffsetDateTime;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{CodePurpose, EmailAddress, PendingRegistration, SessionId, User, UserId};
+use crate::domain::{
+    CodePurpose, EmailAddress, OnMatch, PendingRegistration, SessionId, User, UserId,
+};
 /// The session types [`SessionStore`] speaks in (they live in [`crate::domain`]).
 pub use crate::domain::{RefreshRules, Rotation, Session, SessionLimit};
-pub use sql::DatabaseKind;
 
 /// What can go wrong in a store, as the use cases see it.
 #[derive(Debug, thiserror::Error)]
@@ -134,26 +135,18 @@ pub trait CodeStore: Send + Sync {
         purpose: CodePurpose,
         code: &StoredCode,
     ) -> StoreResult<()>;
-    /// Atomically consumes the code if `hash` matches, it has not expired at `now` and has had
-    /// fewer than `max_attempts` wrong tries; otherwise counts a wrong try, and a code that
-    /// reaches `max_attempts` is deleted.
-    async fn consume(
+    /// Presents `hash` for the pair's code, atomically: the try is counted first, then a code
+    /// that matches, has not expired at `now` and has had fewer than `max_attempts` tries is
+    /// accepted (and consumed or kept as `on_match` says); a miss that reaches `max_attempts`
+    /// deletes the code. The decision is [`crate::domain::judge_code_try`]'s.
+    async fn try_code(
         &self,
         email: &EmailAddress,
         purpose: CodePurpose,
         hash: &str,
         now: OffsetDateTime,
         max_attempts: u32,
-    ) -> StoreResult<CodeCheck>;
-    /// Like `consume`, but a matching code stays usable: for a request that must prove it holds
-    /// the code before it is told what else it needs. The try is counted either way.
-    async fn check(
-        &self,
-        email: &EmailAddress,
-        purpose: CodePurpose,
-        hash: &str,
-        now: OffsetDateTime,
-        max_attempts: u32,
+        on_match: OnMatch,
     ) -> StoreResult<CodeCheck>;
     /// Atomically starts the resend cooldown for the pair unless one is running at `now`.
     async fn start_cooldown(
@@ -184,7 +177,7 @@ pub trait SessionStore: Send + Sync {
     /// caller derived from the presented token), atomically: of concurrent exchanges of one
     /// token, one rotates and the others see `Replayed` (within the grace window) or
     /// `ReuseDetected`.
-    async fn rotate(
+    async fn exchange(
         &self,
         presented: &str,
         successor: &str,
@@ -254,7 +247,7 @@ pub trait KeyStore: Send + Sync {
     async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>>;
     /// Adds `new` as the newest key and retires `current` at `new.activates_at` (None: only if
     /// there is no key yet). False when another instance got there first: reload, use theirs.
-    async fn rotate(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool>;
+    async fn publish_next(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool>;
     /// Revokes the key `kid` at `now`: it is unpublished and never signs again. If it was the
     /// newest key, `replacement` (activating at `now`) becomes the newest; if the newest key
     /// was staged to sign later, it signs from `now`. One transaction.

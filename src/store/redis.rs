@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::{CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded};
 use crate::config::redact_url;
-use crate::domain::{CodePurpose, EmailAddress};
+use crate::domain::{CodePurpose, EmailAddress, OnMatch};
 
 /// Codes and cooldowns in Redis.
 pub(crate) struct RedisStore {
@@ -122,7 +122,8 @@ impl RedisStore {
     }
 }
 
-impl RedisStore {
+#[async_trait]
+impl CodeStore for RedisStore {
     /// Runs the code script: counts a try, judges it, and consumes a match when `spend`.
     async fn try_code(
         &self,
@@ -131,7 +132,7 @@ impl RedisStore {
         hash: &str,
         now: OffsetDateTime,
         max_attempts: u32,
-        spend: bool,
+        on_match: OnMatch,
     ) -> StoreResult<CodeCheck> {
         let key = self.pair_key("code", email, purpose);
         let mut conn = self.conn.clone();
@@ -141,7 +142,11 @@ impl RedisStore {
                 .arg(hash)
                 .arg(micros(now))
                 .arg(max_attempts)
-                .arg(if spend { "1" } else { "0" })
+                .arg(if on_match == OnMatch::Consume {
+                    "1"
+                } else {
+                    "0"
+                })
                 .invoke_async(&mut conn)
                 .await
         })
@@ -152,10 +157,7 @@ impl RedisStore {
             CodeCheck::Rejected
         })
     }
-}
 
-#[async_trait]
-impl CodeStore for RedisStore {
     async fn put(
         &self,
         email: &EmailAddress,
@@ -181,30 +183,6 @@ impl CodeStore for RedisStore {
                 .await
         })
         .await
-    }
-
-    async fn consume(
-        &self,
-        email: &EmailAddress,
-        purpose: CodePurpose,
-        hash: &str,
-        now: OffsetDateTime,
-        max_attempts: u32,
-    ) -> StoreResult<CodeCheck> {
-        self.try_code(email, purpose, hash, now, max_attempts, true)
-            .await
-    }
-
-    async fn check(
-        &self,
-        email: &EmailAddress,
-        purpose: CodePurpose,
-        hash: &str,
-        now: OffsetDateTime,
-        max_attempts: u32,
-    ) -> StoreResult<CodeCheck> {
-        self.try_code(email, purpose, hash, now, max_attempts, false)
-            .await
     }
 
     async fn start_cooldown(

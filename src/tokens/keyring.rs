@@ -238,7 +238,7 @@ impl KeyRing {
 
 /// Starts a rotation (`aidlc-auth keys rotate`): a new key, published now, signing from
 /// `now + activation_delay`, when the current one retires. Returns the new key.
-pub async fn rotate_now(
+pub async fn publish_next_key(
     store: &dyn KeyStore,
     clock: &dyn Clock,
     config: &KeyRingConfig,
@@ -251,7 +251,7 @@ pub async fn rotate_now(
             .find(|k| k.retired_at.is_none())
             .map(|k| k.kid.clone());
         let new = new_stored_key(now, now + config.activation_delay())?;
-        if store.rotate(current.as_deref(), &new).await? {
+        if store.publish_next(current.as_deref(), &new).await? {
             tracing::info!(kid = %new.kid, replaces = ?current, activates_at = %new.activates_at, "signing key rotation started");
             return Ok(new);
         }
@@ -305,14 +305,14 @@ async fn load_keys(
             (None, _) => {
                 let first = new_stored_key(now, now).map_err(KeyRingError::Keys)?;
                 // Losing the race to another instance is fine: the next pass loads its key.
-                if store.rotate(None, &first).await? {
+                if store.publish_next(None, &first).await? {
                     tracing::info!(kid = %first.kid, "first signing key created");
                 }
             }
             (Some(k), Some(every)) if k.created_at + every <= now => {
                 let next = new_stored_key(now, now + config.activation_delay())
                     .map_err(KeyRingError::Keys)?;
-                if store.rotate(Some(&k.kid), &next).await? {
+                if store.publish_next(Some(&k.kid), &next).await? {
                     tracing::info!(kid = %next.kid, replaces = %k.kid, "scheduled signing key rotation started");
                 }
             }

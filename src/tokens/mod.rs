@@ -8,6 +8,6 @@ pub mod keys;
 pub mod refresh;
 
 pub use access::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, TokenError};
-pub use keyring::{KeyRing, KeyRingConfig, revoke_key, rotate_now};
+pub use keyring::{KeyRing, KeyRingConfig, publish_next_key, revoke_key};
 pub use keys::{Jwk, Jwks, SigningKey};
 pub use refresh::RefreshToken;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{DbTime, SqlStore, remaining, sql};
-use crate::domain::{CodeDecision, CodePurpose, EmailAddress, judge_code_try};
+use crate::domain::{CodeDecision, CodePurpose, EmailAddress, OnMatch, judge_code_try};
 use crate::store::{CodeCheck, CodeStore, Cooldown, StoreResult, StoredCode, bounded};
 
 const PUT_CODE: &str = "INSERT INTO verification_codes (email, purpose, code_hash, attempts, \
@@ -30,7 +30,8 @@ const START_COOLDOWN: &str = "INSERT INTO code_cooldowns (email, purpose, until)
 const FIND_COOLDOWN: &str = "SELECT until FROM code_cooldowns WHERE email = $1 AND purpose = $2";
 const CLEAR_COOLDOWN: &str = "DELETE FROM code_cooldowns WHERE email = $1 AND purpose = $2";
 
-impl SqlStore {
+#[async_trait]
+impl CodeStore for SqlStore {
     /// Counts a try, then has [`judge_code_try`] decide it and carries the decision out.
     async fn try_code(
         &self,
@@ -39,7 +40,7 @@ impl SqlStore {
         hash: &str,
         now: OffsetDateTime,
         max_attempts: u32,
-        spend: bool,
+        on_match: OnMatch,
     ) -> StoreResult<CodeCheck> {
         let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
         bounded(self.timeout, "checking code", async {
@@ -57,7 +58,7 @@ impl SqlStore {
                 return Ok(CodeCheck::Rejected);
             };
             let attempts = u32::try_from(attempts).unwrap_or(0);
-            match judge_code_try(&stored, hash, attempts, max.unsigned_abs(), spend) {
+            match judge_code_try(&stored, hash, attempts, max.unsigned_abs(), on_match) {
                 CodeDecision::Keep => Ok(CodeCheck::Accepted),
                 CodeDecision::Reject => Ok(CodeCheck::Rejected),
                 CodeDecision::Consume => {
@@ -92,10 +93,7 @@ impl SqlStore {
         })
         .await
     }
-}
 
-#[async_trait]
-impl CodeStore for SqlStore {
     async fn put(
         &self,
         email: &EmailAddress,
@@ -116,30 +114,6 @@ impl CodeStore for SqlStore {
             })
         })
         .await
-    }
-
-    async fn consume(
-        &self,
-        email: &EmailAddress,
-        purpose: CodePurpose,
-        hash: &str,
-        now: OffsetDateTime,
-        max_attempts: u32,
-    ) -> StoreResult<CodeCheck> {
-        self.try_code(email, purpose, hash, now, max_attempts, true)
-            .await
-    }
-
-    async fn check(
-        &self,
-        email: &EmailAddress,
-        purpose: CodePurpose,
-        hash: &str,
-        now: OffsetDateTime,
-        max_attempts: u32,
-    ) -> StoreResult<CodeCheck> {
-        self.try_code(email, purpose, hash, now, max_attempts, false)
-            .await
     }
 
     async fn start_cooldown(

@@ -62,7 +62,7 @@ impl KeyStore for SqlStore {
             .collect())
     }
 
-    async fn rotate(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
+    async fn publish_next(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
         bounded(self.timeout, "rotating signing key", async {
             let mut tx = self.pool.begin().await?;
             if let Some(current) = current {

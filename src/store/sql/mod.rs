@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::PgPool;
@@ -26,29 +25,7 @@ use super::{
     CodeStore, KeyStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult, Sweep,
     SweepCutoffs, UserStore, bounded,
 };
-use crate::config::Settings;
-
-/// Which SQL database a `DATABASE_URL` names, told by its scheme. The one place that reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatabaseKind {
-    /// `postgres://` or `postgresql://`.
-    Postgres,
-    /// `sqlite:`.
-    Sqlite,
-}
-
-impl DatabaseKind {
-    /// The database `url` names; None when it is neither PostgreSQL nor SQLite.
-    pub fn from_url(url: &str) -> Option<Self> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Self::Postgres)
-        } else if url.starts_with("sqlite:") {
-            Some(Self::Sqlite)
-        } else {
-            None
-        }
-    }
-}
+use crate::config::{DatabaseKind, Settings};
 
 /// The connection pool of whichever database is configured.
 #[derive(Clone)]
@@ -158,7 +135,7 @@ impl SqlHandles {
 
 /// Connects to `DATABASE_URL` (PostgreSQL or SQLite) and applies its migrations.
 pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlHandles> {
-    let store = match DatabaseKind::from_url(settings.database_url.expose_secret()) {
+    let store = match settings.database_kind() {
         Some(DatabaseKind::Postgres) => postgres::connect(settings).await?,
         Some(DatabaseKind::Sqlite) => sqlite::connect(settings).await?,
         None => {

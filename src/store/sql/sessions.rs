@@ -146,7 +146,7 @@ impl SessionStore for SqlStore {
         Ok(row.map(Session::from))
     }
 
-    async fn rotate(
+    async fn exchange(
         &self,
         presented: &str,
         successor: &str,
