@@ -79,6 +79,24 @@ impl ApiError {
         )
     }
 
+    /// A refresh token that is unknown, malformed, expired, revoked or reused (401).
+    pub fn invalid_refresh_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+            "the refresh token is invalid, expired or revoked; log in again",
+        )
+    }
+
+    /// No such session among the caller's (404).
+    pub fn session_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "no such session",
+        )
+    }
+
     /// Unknown route (404).
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
@@ -119,16 +137,8 @@ impl From<AccountError> for ApiError {
                 "invalid e-mail or password",
             ),
             AccountError::Unauthenticated => Self::unauthorized(),
-            AccountError::InvalidRefreshToken => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "the refresh token is invalid, expired or revoked; log in again",
-            ),
-            AccountError::SessionNotFound => Self::new(
-                StatusCode::NOT_FOUND,
-                "session_not_found",
-                "no such session",
-            ),
+            AccountError::InvalidRefreshToken => Self::invalid_refresh_token(),
+            AccountError::SessionNotFound => Self::session_not_found(),
             AccountError::Cooldown(left) => Self {
                 retry_after: Some(left),
                 ..Self::new(

@@ -128,7 +128,7 @@ pub async fn refresh(
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let token = RefreshToken::parse(body.refresh_token.trim())
-        .ok_or(crate::accounts::AccountError::InvalidRefreshToken)?;
+        .ok_or_else(ApiError::invalid_refresh_token)?;
     Ok(Json(
         state.accounts.exchange_refresh_token(token).await?.into(),
     ))
@@ -206,7 +206,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // Not a UUID: certainly not one of the caller's sessions.
-    let id = Uuid::parse_str(&id).map_err(|_| crate::accounts::AccountError::SessionNotFound)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::session_not_found())?;
     state
         .accounts
         .revoke_session(&caller, SessionId(id))

@@ -6,7 +6,7 @@ use reqwest::header::WWW_AUTHENTICATE;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, backend_tests, expect_error, expect_json, expect_session,
+    Backend, PASSWORD, TestApp, backend_tests, expect_invalid_code, expect_json, expect_session,
     status_and_json, token, unique_email,
 };
 
@@ -56,12 +56,7 @@ async fn code_login_starts_a_working_session(backend: Backend) {
     assert_eq!(me["full_name"], "Code User");
 
     // Used once only.
-    expect_error(
-        app.verify_login(&email, &code).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
-    )
-    .await;
+    expect_invalid_code(app.verify_login(&email, &code).await).await;
     app.stop().await;
 }
 
@@ -70,23 +65,7 @@ async fn resent_login_code_replaces_the_old_one(backend: Backend) {
     let email = unique_email("relogin");
     app.register_active(&email, PASSWORD, "Resend Login").await;
     expect_json(app.request_login_code(&email).await, StatusCode::ACCEPTED).await;
-    let old = app.mailbox().last_code_for(&email, CodePurpose::Login);
-
-    app.advance(61);
-    let body = expect_json(app.resend_code(&email, "login").await, StatusCode::ACCEPTED).await;
-    assert_eq!(body, json!({ "message": CODE_SENT }));
-    let codes = app.mailbox().codes_for(&email, CodePurpose::Login);
-    assert_eq!(codes.len(), 2);
-    let new = codes[1].clone();
-    if new != old {
-        expect_error(
-            app.verify_login(&email, &old).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_code",
-        )
-        .await;
-    }
-    expect_session(app.verify_login(&email, &new).await).await;
+    crate::verification::a_resent_code_replaces_the_old_one(&app, &email, CodePurpose::Login).await;
     app.stop().await;
 }
 

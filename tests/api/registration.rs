@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, backend_tests, expect_error, expect_json, expect_session,
-    status_and_json, token, unique_email,
+    Backend, PASSWORD, TestApp, backend_tests, expect_error, expect_invalid_code, expect_json,
+    expect_session, status_and_json, token, unique_email,
 };
 
 const REGISTER_ACCEPTED: &str =
@@ -150,22 +150,15 @@ async fn verified_code_cannot_be_used_a_second_time(backend: Backend) {
     let email = unique_email("twice");
     let code = app.register_pending(&email, PASSWORD, "Twice").await;
     expect_session(app.verify_registration(&email, &code).await).await;
-    expect_error(
-        app.verify_registration(&email, &code).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
-    )
-    .await;
+    expect_invalid_code(app.verify_registration(&email, &code).await).await;
     app.stop().await;
 }
 
 async fn verify_for_an_address_that_never_registered_is_rejected(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let body = expect_error(
+    let body = expect_invalid_code(
         app.verify_registration(&unique_email("nobody"), "123456")
             .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
     )
     .await;
     assert_eq!(
@@ -176,11 +169,9 @@ async fn verify_for_an_address_that_never_registered_is_rejected(backend: Backen
     // A real code for one address does not verify another.
     let alice = unique_email("alice");
     let code = app.register_pending(&alice, PASSWORD, "Alice").await;
-    expect_error(
+    expect_invalid_code(
         app.verify_registration(&unique_email("mallory"), &code)
             .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
     )
     .await;
     expect_session(app.verify_registration(&alice, &code).await).await;

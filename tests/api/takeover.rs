@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, TestApp, backend_tests, expect_error, expect_session, unique_email, wrong_code,
+    Backend, TestApp, backend_tests, expect_error, expect_invalid_code, expect_session,
+    unique_email, wrong_code,
 };
 
 backend_tests!(
@@ -138,12 +139,7 @@ async fn a_wrong_code_gets_invalid_code_even_when_the_password_would_be_needed(b
     let app = TestApp::spawn(backend).await;
     let (email, code) = contested(&app, false).await;
     // Without the code, nobody learns that the address is contested (or exists at all).
-    expect_error(
-        app.verify_registration(&email, &wrong_code(&code)).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
-    )
-    .await;
+    expect_invalid_code(app.verify_registration(&email, &wrong_code(&code)).await).await;
     let session =
         expect_session(verify_with_password(&app, &email, &code, OWNER_PASSWORD).await).await;
     expect_owner_in_control(&app, &email, &session).await;
@@ -153,12 +149,8 @@ async fn a_wrong_code_gets_invalid_code_even_when_the_password_would_be_needed(b
 async fn a_wrong_password_with_the_right_code_fails_and_leaves_the_code_usable(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (email, code) = contested(&app, true).await;
-    expect_error(
-        verify_with_password(&app, &email, &code, "neither of the two").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_code",
-    )
-    .await;
+    expect_invalid_code(verify_with_password(&app, &email, &code, "neither of the two").await)
+        .await;
     let session =
         expect_session(verify_with_password(&app, &email, &code, OWNER_PASSWORD).await).await;
     expect_owner_in_control(&app, &email, &session).await;

@@ -128,6 +128,19 @@ impl TestApp {
         .await
     }
 
+    /// `verify-registration` or `verify-login`, as `purpose` says (the guide's two-field body).
+    pub async fn verify_code(
+        &self,
+        email: &str,
+        code: &str,
+        purpose: CodePurpose,
+    ) -> reqwest::Response {
+        match purpose {
+            CodePurpose::Registration => self.verify_registration(email, code).await,
+            CodePurpose::Login => self.verify_login(email, code).await,
+        }
+    }
+
     /// `POST /api/auth/resend-code`.
     pub async fn resend_code(&self, email: &str, purpose: &str) -> reqwest::Response {
         self.post_json(
@@ -242,6 +255,11 @@ pub async fn expect_json(response: reqwest::Response, status: StatusCode) -> Val
     let (actual, body) = status_and_json(response).await;
     assert_eq!(actual, status, "unexpected status; body: {body}");
     body
+}
+
+/// Expects 400 `invalid_code`: the one answer for a wrong, expired, used or exhausted code.
+pub async fn expect_invalid_code(response: reqwest::Response) -> Value {
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_code").await
 }
 
 /// Asserts an error response `{"error":{"code","message"}}` with `status` and `code`; returns
