@@ -2,7 +2,6 @@
 //! detection, and the owner's view of their sessions.
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{AccountError, Accounts, ClientInfo};
 use crate::domain::{RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserStatus};
@@ -91,8 +90,8 @@ impl Accounts {
         let (access_token, access_claims) = self
             .tokens
             .issue(
-                &user.id.0.to_string(),
-                &session.id.to_string(),
+                user.id,
+                session.id,
                 user.email.as_str(),
                 user.verified_at.is_some(),
             )
@@ -159,9 +158,7 @@ impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, AccountError> {
         let claims = self.tokens.verify(access_token).await?;
-        let session_id = Uuid::parse_str(&claims.sid)
-            .map(SessionId)
-            .map_err(|_| AccountError::Unauthenticated)?;
+        let session_id = claims.sid;
         let now = self.clock.now();
         let session = self
             .stores
@@ -175,7 +172,7 @@ impl Accounts {
             .users
             .find_by_id(session.user_id)
             .await?
-            .filter(|u| u.status == UserStatus::Active && u.id.0.to_string() == claims.sub)
+            .filter(|u| u.status == UserStatus::Active && u.id == claims.sub)
             .ok_or(AccountError::Unauthenticated)?;
         Ok(Authenticated {
             claims,

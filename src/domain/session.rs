@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::UserId;
 
 /// A session's id (the `sid` claim of its access tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SessionId(pub Uuid);
 
 impl SessionId {

@@ -231,8 +231,8 @@ pub async fn introspect(
         match state.accounts.introspect(body.token.trim()).await? {
             Some(caller) => IntrospectResponse {
                 active: true,
-                sub: Some(caller.claims.sub),
-                sid: Some(caller.claims.sid),
+                sub: Some(caller.claims.sub.0.to_string()),
+                sid: Some(caller.claims.sid.0.to_string()),
                 email: Some(caller.user.email.as_str().to_owned()),
                 exp: Some(caller.claims.exp),
                 iat: Some(caller.claims.iat),

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::keys::{ALG_EDDSA, Jwk, KeyError, SigningKey};
+use crate::domain::{SessionId, UserId};
 
 /// The JOSE `typ` of an access token (RFC 9068 §2.1).
 pub const TOKEN_TYPE: &str = "at+jwt";
@@ -72,10 +73,10 @@ pub struct AccessClaims {
     pub iss: String,
     /// Audience: the one API this token is for.
     pub aud: String,
-    /// Subject: the user id.
-    pub sub: String,
-    /// The session the token was issued under.
-    pub sid: String,
+    /// Subject: the user id (a UUID in the token).
+    pub sub: UserId,
+    /// The session the token was issued under (a UUID in the token).
+    pub sid: SessionId,
     /// Issued at, Unix seconds.
     pub iat: i64,
     /// Expires at, Unix seconds.
@@ -117,8 +118,8 @@ impl AccessTokenIssuer {
     /// A signed token for `sub` in session `sid`, valid from `now` for `ttl`, and the claims it carries.
     pub fn issue(
         &self,
-        sub: &str,
-        sid: &str,
+        sub: UserId,
+        sid: SessionId,
         email: &str,
         email_verified: bool,
         now: OffsetDateTime,
@@ -132,8 +133,8 @@ impl AccessTokenIssuer {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sub: sub.to_owned(),
-            sid: sid.to_owned(),
+            sub,
+            sid,
             iat,
             exp,
             nbf: iat,
@@ -327,6 +328,9 @@ mod tests {
     const ISS: &str = "https://auth.example.test";
     const AUD: &str = "https://api.example.test";
     const T0: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+    const USER: UserId = UserId(Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef));
+    const SESSION: SessionId =
+        SessionId(Uuid::from_u128(0xfedc_ba98_7654_4321_8fed_cba9_8765_4321));
 
     fn issuer(key: SigningKey) -> AccessTokenIssuer {
         AccessTokenIssuer::new(key, ISS, AUD)
@@ -338,7 +342,7 @@ mod tests {
     }
 
     fn issue(iss: &AccessTokenIssuer) -> (String, AccessClaims) {
-        iss.issue("user-1", "session-1", "a@example.test", true, T0)
+        iss.issue(USER, SESSION, "a@example.test", true, T0)
             .unwrap()
     }
 
@@ -376,8 +380,8 @@ mod tests {
         assert_eq!(v.verify(&token, T0).unwrap(), claims);
         assert_eq!(claims.iss, ISS);
         assert_eq!(claims.aud, AUD);
-        assert_eq!(claims.sub, "user-1");
-        assert_eq!(claims.sid, "session-1");
+        assert_eq!(claims.sub, USER);
+        assert_eq!(claims.sid, SESSION);
         assert_eq!(claims.email, "a@example.test");
         assert!(claims.email_verified);
         assert_eq!(claims.iat, T0.unix_timestamp());
@@ -401,7 +405,7 @@ mod tests {
         assert_eq!(issue(&iss).1.exp, T0.unix_timestamp() + 300);
         iss.ttl = Duration::MAX;
         assert!(matches!(
-            iss.issue("u", "s", "e", false, T0),
+            iss.issue(USER, SESSION, "e", false, T0),
             Err(TokenError::Config(_))
         ));
     }

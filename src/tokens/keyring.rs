@@ -17,6 +17,7 @@ use tokio::sync::{Mutex, RwLock};
 use super::access::MAX_LEEWAY;
 use super::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, Jwks, SigningKey, TokenError};
 use crate::clock::Clock;
+use crate::domain::{SessionId, UserId};
 use crate::store::{KeyRevocation, KeyStore, StoreError, StoredKey};
 
 /// How far a sibling instance's clock may run ahead of ours (`nbf`/`iat` of its tokens).
@@ -202,8 +203,8 @@ impl KeyRing {
     /// Signs an access token with the key that signs now.
     pub async fn issue(
         &self,
-        sub: &str,
-        sid: &str,
+        sub: UserId,
+        sid: SessionId,
         email: &str,
         email_verified: bool,
     ) -> Result<(String, AccessClaims), KeyRingError> {

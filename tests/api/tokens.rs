@@ -379,8 +379,8 @@ async fn forged_tokens_are_rejected(backend: Backend) {
         };
         issuer
             .issue(
-                claims["sub"].as_str().expect("sub"),
-                claims["sid"].as_str().expect("sid"),
+                serde_json::from_value(claims["sub"].clone()).expect("sub is a user id"),
+                serde_json::from_value(claims["sid"].clone()).expect("sid is a session id"),
                 claims["email"].as_str().expect("email"),
                 true,
                 app.env.clock.now(),
