@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,7 @@ class FlakyJwks:
 
     async def __call__(self) -> Any:
         self.fetches += 1
+        await asyncio.sleep(0.01)  # a real fetch yields, letting concurrent requests in
         if self.failing:
             raise httpx.ConnectError("refused")
         return self.document
@@ -106,6 +108,13 @@ async def test_the_cache_refetches_an_unknown_kid_at_most_once_per_cooldown(aidl
     with pytest.raises(InvalidToken):
         await cache.key("made-up")
     assert fetch.fetches == 2
+
+
+async def test_concurrent_misses_share_one_fetch(aidlc_tokens: TokenFactory) -> None:
+    fetch = FlakyJwks(aidlc_tokens)
+    cache = JwksCache(fetch)
+    await asyncio.gather(*(cache.key(aidlc_tokens.kid) for _ in range(20)))
+    assert fetch.fetches == 1
 
 
 async def test_the_cache_keeps_the_last_good_set_while_fetches_fail_until_max_stale(aidlc_tokens: TokenFactory) -> None:

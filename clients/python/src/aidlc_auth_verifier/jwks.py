@@ -71,6 +71,7 @@ class JwksCache:
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._last_fetch_failed = False
+        self._fetching = False
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
@@ -85,7 +86,8 @@ class JwksCache:
         Raises InvalidToken when the service, reached just now, does not publish it, and
         AuthUnavailable when we hold no usable set and could not fetch one.
         """
-        if self._needs_fetch(kid):
+        # A fetch already under way (started by a concurrent request) is awaited, not skipped.
+        if self._fetching or self._needs_fetch(kid):
             await self._refresh(kid)
         keys = self._keys
         if keys is None:
@@ -123,12 +125,15 @@ class JwksCache:
             if not self._needs_fetch(kid):
                 return
             self._attempted_at = self._clock()
+            self._fetching = True
             try:
                 keys = parse_jwks(await self._fetch())
             except Exception as e:  # noqa: BLE001 - any failure means "keep what we have"
                 self._last_fetch_failed = True
                 log.warning("JWKS fetch failed; keeping the last good key set: %s: %s", type(e).__name__, e)
                 return
+            finally:
+                self._fetching = False
             self._keys = keys
             self._fetched_at = self._attempted_at
             self._last_fetch_failed = False
