@@ -13,7 +13,9 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "src"), str(HERE.parent)]
@@ -22,7 +24,7 @@ from aidlc_auth_verifier import Settings, Verifier  # noqa: E402
 from tests.service import INTROSPECTION_SECRET, Service  # noqa: E402
 
 
-async def timings(call, header: str, n: int) -> list[float]:
+async def timings(call: Callable[[str], Awaitable[Any]], header: str, n: int) -> list[float]:
     samples = []
     for _ in range(n):
         start = time.perf_counter()
