@@ -188,3 +188,17 @@ async def test_a_unit_can_test_its_routes_with_real_tokens_from_the_factory(aidl
     assert ok.json() == "u-9"
     assert expired.status_code == 401
     assert 'error="invalid_token", error_description="the token has expired"' in expired.headers["www-authenticate"]
+
+
+def test_settings_come_from_the_aidlc_auth_variables() -> None:
+    from aidlc_auth_verifier import Settings
+
+    s = Settings.from_env({"AIDLC_AUTH_URL": "http://a:8001", "AIDLC_AUTH_ISSUER": "https://auth.example",
+                           "AIDLC_AUTH_JWKS_CACHE_SECONDS": "5", "AIDLC_AUTH_INTROSPECTION_SECRET": "s" * 20})
+    assert (s.audience, s.jwks_cache_seconds, s.leeway_seconds) == ("aidlc", 5, 60)
+    assert s.jwks_url == "http://a:8001/.well-known/jwks.json"
+    assert "s" * 20 not in repr(s), "the secret stays out of logs"
+    with pytest.raises(ValueError, match="AIDLC_AUTH_ISSUER"):
+        Settings.from_env({"AIDLC_AUTH_URL": "http://a:8001"})
+    with pytest.raises(ValueError, match="LEEWAY"):
+        Settings.from_env({"AIDLC_AUTH_URL": "http://a", "AIDLC_AUTH_ISSUER": "x", "AIDLC_AUTH_LEEWAY_SECONDS": "soon"})

@@ -71,7 +71,7 @@ export class AidlcAuth extends Verifier {
         },
         (error: unknown) => {
           if (!(error instanceof AuthError)) return next(error);
-          if (error instanceof AuthUnavailableError) console.error(`aidlc-auth-verifier: ${error.message}`);
+          if (error instanceof AuthUnavailableError) this.log.error(`aidlc-auth-verifier: ${error.message}`);
           const answer = errorResponse(error);
           response.statusCode = answer.status;
           for (const [name, value] of Object.entries(answer.headers)) response.setHeader(name, value);
@@ -90,7 +90,7 @@ export class AidlcAuth extends Verifier {
         request.caller = options.strict ? await this.verifyStrict(header) : await this.verify(header);
       } catch (error) {
         if (!(error instanceof AuthError)) throw error;
-        if (error instanceof AuthUnavailableError) console.error(`aidlc-auth-verifier: ${error.message}`);
+        if (error instanceof AuthUnavailableError) this.log.error(`aidlc-auth-verifier: ${error.message}`);
         const answer = errorResponse(error);
         let r = reply.code(answer.status);
         for (const [name, value] of Object.entries(answer.headers)) r = r.header(name, value);

@@ -58,7 +58,7 @@ export class Verifier {
   private metadataChecked: boolean;
   private metadataProblem: string | undefined;
   private metadataAttemptedAt = -Infinity;
-  private readonly log: { warn(message: string): void; error(message: string): void };
+  protected readonly log: { warn(message: string): void; error(message: string): void };
 
   constructor(
     readonly settings: Settings,

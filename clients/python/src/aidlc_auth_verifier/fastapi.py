@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import HTTPException, Request
 
 from .errors import AuthUnavailable, InvalidToken
 from .settings import Settings
 from .verifier import Caller, Verifier
+
+log = logging.getLogger("aidlc_auth_verifier")
 
 # How soon a client may retry after a 503: about one JWKS re-fetch cooldown.
 RETRY_AFTER_SECONDS = "5"
@@ -31,6 +35,7 @@ def unauthorized(error: InvalidToken, realm: str = "aidlc") -> HTTPException:
 
 def unavailable(error: AuthUnavailable) -> HTTPException:
     """The 503 for an aidlc-auth we could not ask. The cause is logged, not shown."""
+    log.warning("answering 503: %s", error)
     return HTTPException(
         status_code=503,
         detail={"code": "auth_unavailable", "message": "the authentication service cannot be reached"},
