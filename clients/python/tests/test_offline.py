@@ -202,3 +202,16 @@ def test_settings_come_from_the_aidlc_auth_variables() -> None:
         Settings.from_env({"AIDLC_AUTH_URL": "http://a:8001"})
     with pytest.raises(ValueError, match="LEEWAY"):
         Settings.from_env({"AIDLC_AUTH_URL": "http://a", "AIDLC_AUTH_ISSUER": "x", "AIDLC_AUTH_LEEWAY_SECONDS": "soon"})
+
+
+def test_the_units_openapi_document_shows_the_bearer_scheme(aidlc_tokens: TokenFactory) -> None:
+    auth = aidlc_tokens.auth()
+    app = FastAPI()
+
+    @app.get("/who")
+    async def who(caller: Caller = Depends(auth.caller)) -> str:
+        return caller.user_id
+
+    schema = app.openapi()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/who"]["get"]["security"] == [{"HTTPBearer": []}]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .errors import AuthUnavailable, InvalidToken
 from .settings import Settings
 from .verifier import Caller, Verifier
 
 log = logging.getLogger("aidlc_auth_verifier")
+
+# Only so the unit's OpenAPI document shows the bearer scheme; the header is read raw below,
+# so that our own 401 (with its challenge) answers every failure, not FastAPI's 403.
+_openapi_bearer = HTTPBearer(auto_error=False, description="An aidlc-auth access token")
 
 # How soon a client may retry after a 503: about one JWKS re-fetch cooldown.
 RETRY_AFTER_SECONDS = "5"
@@ -59,7 +64,9 @@ class AidlcAuth:
     def from_settings(cls, settings: Settings) -> AidlcAuth:
         return cls(Verifier(settings))
 
-    async def caller(self, request: Request) -> Caller:
+    async def caller(
+        self, request: Request, _: HTTPAuthorizationCredentials | None = Depends(_openapi_bearer)
+    ) -> Caller:
         """The verified caller (local check only); 401 or 503 otherwise."""
         try:
             return await self.verifier.verify(request.headers.get("authorization"))
@@ -68,7 +75,9 @@ class AidlcAuth:
         except AuthUnavailable as e:
             raise unavailable(e) from None
 
-    async def caller_strict(self, request: Request) -> Caller:
+    async def caller_strict(
+        self, request: Request, _: HTTPAuthorizationCredentials | None = Depends(_openapi_bearer)
+    ) -> Caller:
         """Like `caller`, and the session must still be live at aidlc-auth (introspection)."""
         try:
             return await self.verifier.verify_strict(request.headers.get("authorization"))
