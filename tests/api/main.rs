@@ -1,5 +1,6 @@
 mod bad_input;
 mod bounds;
+mod clients;
 mod cooldown;
 mod discovery;
 mod durability;

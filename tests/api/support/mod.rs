@@ -7,6 +7,7 @@ pub mod backend;
 pub mod database;
 pub mod http;
 pub mod mailbox;
+pub mod node;
 pub mod proxy;
 pub mod python;
 pub mod servers;

@@ -56,9 +56,7 @@ pub fn command() -> tokio::process::Command {
 /// Builds the venv unless it matches the requirements file; returns its `python`. A file lock
 /// makes parallel test processes wait for one build instead of racing.
 fn ensure_venv() -> Result<PathBuf, String> {
-    let requirements =
-        fs::read(REQUIREMENTS).map_err(|e| format!("reading {REQUIREMENTS}: {e}"))?;
-    let digest = format!("{:x}", Sha256::digest(&requirements));
+    let digest = requirements_digest(Path::new(REQUIREMENTS))?;
     let venv = Path::new(VENV);
     let python = venv.join("bin").join("python");
     let lock_path = format!("{VENV}.lock");
@@ -86,6 +84,25 @@ fn ensure_venv() -> Result<PathBuf, String> {
     )?;
     fs::write(venv.join(STAMP), &digest).map_err(|e| format!("writing the venv's stamp: {e}"))?;
     Ok(python)
+}
+
+/// SHA-256 over the requirements file and every file it includes with `-r`, so a pin changed
+/// in an included file (e.g. `clients/python/requirements-test.txt`) rebuilds the venv too.
+fn requirements_digest(file: &Path) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    let mut pending = vec![file.to_path_buf()];
+    while let Some(file) = pending.pop() {
+        let text =
+            fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        hasher.update(text.as_bytes());
+        let dir = file.parent().unwrap_or(Path::new("."));
+        for line in text.lines() {
+            if let Some(included) = line.trim().strip_prefix("-r ") {
+                pending.push(dir.join(included.trim()));
+            }
+        }
+    }
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// Runs a step of the build; on failure, the error names the step, the fix and the last words.
