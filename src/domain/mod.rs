@@ -3,12 +3,14 @@
 mod code;
 mod email_address;
 mod full_name;
+mod locale;
 mod password;
 mod user;
 
 pub use code::{CodePurpose, OneTimeCode};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
+pub use locale::{Locale, from_accept_language};
 pub use password::{Password, PasswordHash};
 pub use user::{PendingRegistration, User, UserId, UserStatus};
 
