@@ -10,4 +10,5 @@ pub use crate::support::http::{
     jwt_kid, refresh_token, session_id, status_and_json, text, token, unique_email, wrong_code,
 };
 pub use crate::support::proxy::{ProxyMode, TcpProxy};
-pub use crate::support::servers::{POSTGRES_ADDR, REDIS_ADDR, REDIS_URL};
+pub use crate::support::servers::smtp::CaughtMail;
+pub use crate::support::servers::{POSTGRES_ADDR, REDIS_ADDR, REDIS_URL, smtp};
