@@ -124,3 +124,80 @@ impl EmailSender for SmtpSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OneTimeCode};
+    use crate::email::Message;
+
+    fn sender(url: &str) -> SmtpSender {
+        SmtpSender::new(
+            &SecretString::from(url.to_owned()),
+            "AIDLC <no-reply@aidlc.local>",
+            Duration::from_secs(5),
+            Templates::new().unwrap(),
+        )
+        .unwrap()
+    }
+
+    // The pool's clean-up task needs a runtime, hence tokio::test.
+    #[tokio::test]
+    async fn every_url_form_builds_a_transport_and_hides_its_password() {
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:hunter2@mail.example:587?tls=required",
+            "smtps://user:hunter2@mail.example:465",
+            "smtp://AKIAEXAMPLE:hunter2@email-smtp.eu-west-1.amazonaws.com:587?tls=required",
+        ] {
+            let shown = format!("{:?}", sender(url));
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        let bad = SmtpSender::new(
+            &SecretString::from("smtp://mail.example:25?tls=sometimes".to_owned()),
+            "AIDLC <no-reply@aidlc.local>",
+            Duration::from_secs(5),
+            Templates::new().unwrap(),
+        );
+        assert!(bad.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_mime_message_has_both_parts_and_keeps_the_name_out_of_the_headers() {
+        let email = Email {
+            to: EmailAddress::parse("kim@example.com").unwrap(),
+            name: Some(FullName::parse("Eve <b>Bcc</b>").unwrap()),
+            locale: Locale::Ko,
+            message: Message::VerificationCode {
+                purpose: CodePurpose::Login,
+                code: OneTimeCode::parse("654321").unwrap(),
+                valid_for: Duration::from_secs(300),
+            },
+        };
+        let wire = sender("smtp://127.0.0.1:2525").message(&email).unwrap();
+        let wire = String::from_utf8(wire.formatted()).unwrap();
+        let (headers, body) = wire.split_once("\r\n\r\n").unwrap();
+        assert!(headers.contains("To: kim@example.com\r\n"), "{headers}");
+        assert!(
+            headers.contains("From: AIDLC <no-reply@aidlc.local>"),
+            "{headers}"
+        );
+        assert!(headers.contains("multipart/alternative"), "{headers}");
+        assert!(
+            !headers.contains("Eve") && !headers.contains("Bcc"),
+            "{headers}"
+        );
+        assert!(
+            body.contains("text/plain") && body.contains("text/html"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn bad_addresses_are_permanent_failures_and_others_are_not() {
+        let bad: Result<Address, _> = "not an address".parse();
+        let Err(e) = bad else { panic!("parsed") };
+        assert!(SendError(e.into()).is_permanent());
+        assert!(!SendError(anyhow::anyhow!("timed out")).is_permanent());
+    }
+}
