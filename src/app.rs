@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::accounts::{Accounts, CodeHasher, Deps, Hasher, Policy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EmailTransport, Settings};
-use crate::email::{EmailSender, LogSender};
+use crate::email::{EmailSender, LogSender, SmtpSender, Templates};
 use crate::http::{self, AppState};
 use crate::store::{Stores, SweepCutoffs, shared_secret};
 use crate::tokens::{KeyRing, KeyRingConfig};
@@ -44,17 +44,11 @@ impl App {
     /// Connects stores (running migrations), loads the shared code key, binds the port.
     /// `settings` are validated already (`Settings::from_vars`, or `main` after parsing).
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
-        if settings.environment.is_deployed() && settings.email_transport == EmailTransport::Log {
-            tracing::warn!(
-                "the log mail transport writes codes to the log; use it only in development"
-            );
-        }
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let mailer = overrides
-            .mailer
-            .unwrap_or_else(|| match settings.email_transport {
-                EmailTransport::Log => Arc::new(LogSender),
-            });
+        let mailer = match overrides.mailer {
+            Some(mailer) => mailer,
+            None => mailer(&settings).await?,
+        };
         let stores = Stores::connect(&settings, clock.as_ref()).await?;
 
         let secrets = stores.secrets.as_ref();
@@ -133,6 +127,33 @@ impl App {
         tracing::info!("shut down");
         served
     }
+}
+
+/// The configured mail transport. An SMTP server that fails its start-up check is only warned
+/// about (it may come up after us; each send reports its own failure).
+pub async fn mailer(settings: &Settings) -> anyhow::Result<Arc<dyn EmailSender>> {
+    let templates = Templates::new().context("compiling the mail templates")?;
+    Ok(match (settings.email_transport, &settings.smtp_url) {
+        (EmailTransport::Log, _) => {
+            if settings.environment.is_deployed() {
+                // Allowed explicitly (AIDLC_ALLOW_LOG_EMAIL), still worth a line at every start.
+                tracing::warn!(
+                    "the log mail transport writes codes to the log; use it only in development"
+                );
+            }
+            Arc::new(LogSender::new(templates))
+        }
+        (EmailTransport::Smtp, Some(url)) => {
+            let smtp =
+                SmtpSender::new(url, &settings.email_from, settings.smtp_timeout, templates)?;
+            smtp.check().await;
+            Arc::new(smtp)
+        }
+        // Settings::validate refuses this; say so rather than fall back to the log.
+        (EmailTransport::Smtp, None) => {
+            anyhow::bail!("AIDLC_EMAIL_TRANSPORT=smtp needs AIDLC_SMTP_URL")
+        }
+    })
 }
 
 /// Deletes expired SQL codes, cooldowns, sessions, signing keys no longer published, and

@@ -16,6 +16,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Args, FromArgMatches};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::domain::Locale;
+
 /// Where the service runs; staging and production refuse embedded stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -82,8 +84,12 @@ pub enum LogFormat {
 /// Where mail goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EmailTransport {
-    /// Printed to the log (development only; the one place a code is written out).
+    /// Printed to the log (development; staging and production refuse it unless
+    /// `AIDLC_ALLOW_LOG_EMAIL=true`): the one place a code is written out.
     Log,
+    /// SMTP to `AIDLC_SMTP_URL` (a mail provider, or SES through its SMTP endpoint). `ses`
+    /// through the AWS SDK is a later slice: a variant here and a sender in `email/`.
+    Smtp,
 }
 
 /// Argon2id cost parameters.
@@ -179,9 +185,22 @@ pub struct Settings {
     /// Log line format (default: pretty in development, json in staging/production).
     #[arg(long, env = "AIDLC_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Mail transport (`log` prints to the log; SMTP/SES come next).
+    /// Mail transport: `log` prints to the log, `smtp` sends to `AIDLC_SMTP_URL`.
     #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log")]
     pub email_transport: EmailTransport,
+    /// Lets staging/production start with the `log` mail transport (codes in the log).
+    #[arg(long, env = "AIDLC_ALLOW_LOG_EMAIL", default_value_t = false, action = ArgAction::Set)]
+    pub allow_log_email: bool,
+    /// SMTP server, required by `smtp`: `smtp://host:2525` (plain, local only),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465`.
+    #[arg(long, env = "AIDLC_SMTP_URL", value_parser = secret)]
+    pub smtp_url: Option<SecretString>,
+    /// Bound on connecting to the SMTP server and on each SMTP command, seconds.
+    #[arg(long = "smtp-timeout-seconds", env = "AIDLC_SMTP_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds)]
+    pub smtp_timeout: Duration,
+    /// Language of mail when the request names none we have: `ko` or `en`.
+    #[arg(long, env = "AIDLC_DEFAULT_LOCALE", default_value = "ko")]
+    pub default_locale: Locale,
     /// Sender address of outgoing mail.
     #[arg(
         long,
@@ -389,7 +408,40 @@ impl Settings {
                  reach this one at (it is the iss of every token and the base of discovery)",
             );
         }
-        Ok(())
+        self.validate_mail()
+    }
+
+    /// The mail transport's rules: `smtp` needs a URL lettre can read; deployed environments
+    /// refuse `log` (it writes codes to the log) unless explicitly allowed.
+    fn validate_mail(&self) -> Result<(), ConfigError> {
+        if self.smtp_timeout.is_zero() {
+            return Err(ConfigError(
+                "AIDLC_SMTP_TIMEOUT_SECONDS must be positive".to_owned(),
+            ));
+        }
+        if let Some(raw) = &self.smtp_url {
+            let parsed = url::Url::parse(raw.expose_secret());
+            if !parsed.is_ok_and(|u| matches!(u.scheme(), "smtp" | "smtps") && u.has_host()) {
+                return Err(ConfigError(format!(
+                    "AIDLC_SMTP_URL {} must be smtp://host:port or smtps://host:port",
+                    redact_url(raw.expose_secret())
+                )));
+            }
+        }
+        match self.email_transport {
+            EmailTransport::Smtp if self.smtp_url.is_none() => Err(ConfigError(
+                "AIDLC_EMAIL_TRANSPORT=smtp needs AIDLC_SMTP_URL".to_owned(),
+            )),
+            EmailTransport::Log if self.environment.is_deployed() && !self.allow_log_email => {
+                Err(ConfigError(
+                    "refusing to start: the log mail transport writes codes to the log; set \
+                     AIDLC_EMAIL_TRANSPORT=smtp (with AIDLC_SMTP_URL), or AIDLC_ALLOW_LOG_EMAIL=true \
+                     to accept that"
+                        .to_owned(),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Which database `DATABASE_URL` names (validated: never None after `validate`).
@@ -426,6 +478,10 @@ impl fmt::Debug for Settings {
             .field("sweep_interval", &self.sweep_interval)
             .field("log_format", &self.log_format())
             .field("email_transport", &self.email_transport)
+            .field("allow_log_email", &self.allow_log_email)
+            .field("smtp_url", &self.smtp_url.as_ref().map(url))
+            .field("smtp_timeout", &self.smtp_timeout)
+            .field("default_locale", &self.default_locale)
             .field("email_from", &self.email_from)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
@@ -611,6 +667,7 @@ mod tests {
                 ("ENVIRONMENT", "staging"),
                 ("ALLOW_EMBEDDED_STORES", "true"),
                 ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
+                ("AIDLC_ALLOW_LOG_EMAIL", "true"),
             ]))
             .is_ok()
         );
@@ -743,8 +800,59 @@ mod tests {
         assert!(err.to_string().contains("AIDLC_JWT_ISSUER"), "{err}");
         let mut with_issuer = deployed.to_vec();
         with_issuer.push(("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"));
+        with_issuer.push(("AIDLC_ALLOW_LOG_EMAIL", "true"));
         let s = Settings::from_vars(vars(&with_issuer)).unwrap();
         assert_eq!(s.host(), IpAddr::from([0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn deployed_environments_refuse_log_mail_unless_allowed() {
+        let deployed = [
+            ("ENVIRONMENT", "production"),
+            ("DATABASE_URL", "postgres://u@db/aidlc_auth"),
+            ("REDIS_URL", "redis://cache:6379"),
+            ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
+        ];
+        let err = Settings::from_vars(vars(&deployed)).unwrap_err();
+        assert!(err.to_string().contains("AIDLC_ALLOW_LOG_EMAIL"), "{err}");
+        let mut allowed = deployed.to_vec();
+        allowed.push(("AIDLC_ALLOW_LOG_EMAIL", "true"));
+        assert!(Settings::from_vars(vars(&allowed)).is_ok());
+        let mut smtp = deployed.to_vec();
+        smtp.push(("AIDLC_EMAIL_TRANSPORT", "smtp"));
+        smtp.push(("AIDLC_SMTP_URL", "smtps://user:pw@mail.example:465"));
+        let s = Settings::from_vars(vars(&smtp)).unwrap();
+        assert_eq!(s.email_transport, EmailTransport::Smtp);
+    }
+
+    #[test]
+    fn smtp_needs_a_url_of_its_own_scheme_and_its_password_is_redacted() {
+        let err = Settings::from_vars(vars(&[("AIDLC_EMAIL_TRANSPORT", "smtp")])).unwrap_err();
+        assert!(err.to_string().contains("AIDLC_SMTP_URL"), "{err}");
+        let err = Settings::from_vars(vars(&[("AIDLC_SMTP_URL", "http://u:hunter2@mail:25")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("AIDLC_SMTP_URL"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let s = Settings::from_vars(vars(&[
+            ("AIDLC_EMAIL_TRANSPORT", "smtp"),
+            (
+                "AIDLC_SMTP_URL",
+                "smtp://ses-user:hunter2@email-smtp.aws:587?tls=required",
+            ),
+        ]))
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("ses-user:***@email-smtp.aws"), "{shown}");
+    }
+
+    #[test]
+    fn the_default_locale_is_korean_and_can_be_english() {
+        assert_eq!(Settings::default().default_locale, Locale::Ko);
+        let s = Settings::from_vars(vars(&[("AIDLC_DEFAULT_LOCALE", "en")])).unwrap();
+        assert_eq!(s.default_locale, Locale::En);
+        let err = Settings::from_vars(vars(&[("AIDLC_DEFAULT_LOCALE", "fr")])).unwrap_err();
+        assert!(err.to_string().contains("AIDLC_DEFAULT_LOCALE"), "{err}");
     }
 
     #[test]

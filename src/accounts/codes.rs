@@ -5,7 +5,7 @@ use std::future::Future;
 use hmac::Mac;
 
 use super::{AccountError, Accounts};
-use crate::domain::{CodePurpose, EmailAddress, OnMatch, OneTimeCode};
+use crate::domain::{CodePurpose, EmailAddress, FullName, OnMatch, OneTimeCode};
 use crate::email::{Email, Message};
 use crate::store::{CodeCheck, Cooldown, StoredCode};
 
@@ -75,10 +75,12 @@ impl Accounts {
     }
 
     /// Stores a fresh code for (address, purpose), replacing any earlier one, and returns the
-    /// mail that carries it. The caller sends it once the rest of its writes have succeeded.
+    /// mail that carries it, greeting `name`. The caller sends it once the rest of its writes
+    /// have succeeded.
     pub(super) async fn store_new_code(
         &self,
         to: &EmailAddress,
+        name: &FullName,
         purpose: CodePurpose,
     ) -> Result<Email, AccountError> {
         let code = OneTimeCode::generate();
@@ -91,6 +93,8 @@ impl Accounts {
         self.stores.codes.put(to, purpose, &stored).await?;
         Ok(Email {
             to: to.clone(),
+            name: Some(name.clone()),
+            locale: self.policy.default_locale,
             message: Message::VerificationCode {
                 purpose,
                 code,
@@ -149,7 +153,9 @@ impl Accounts {
         if user.status != wanted {
             return Ok(());
         }
-        let mail = self.store_new_code(&user.email, purpose).await?;
+        let mail = self
+            .store_new_code(&user.email, &user.full_name, purpose)
+            .await?;
         self.mailer.send(&mail).await?;
         Ok(())
     }

@@ -16,6 +16,7 @@ pub use sessions::{Authenticated, IssuedSession};
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::Locale;
 use crate::email::{EmailSender, SendError};
 use crate::store::{StoreError, Stores};
 use crate::tokens::KeyRing;
@@ -116,6 +117,8 @@ pub struct Policy {
     pub max_code_attempts: u32,
     /// Live sessions one user may hold; a new one ends the oldest.
     pub max_sessions_per_user: u32,
+    /// Language of mail until the request's and the account's are passed in.
+    pub default_locale: Locale,
 }
 
 impl Policy {
@@ -129,6 +132,7 @@ impl Policy {
             resend_cooldown: settings.resend_cooldown,
             max_code_attempts: settings.max_code_attempts,
             max_sessions_per_user: settings.max_sessions_per_user,
+            default_locale: settings.default_locale,
         }
     }
 }

@@ -77,7 +77,7 @@ impl Accounts {
         password_hash: PasswordHash,
     ) -> Result<Email, AccountError> {
         let mail = self
-            .store_new_code(email, CodePurpose::Registration)
+            .store_new_code(email, &full_name, CodePurpose::Registration)
             .await?;
         let now = self.clock.now();
         let user = User {
@@ -123,7 +123,7 @@ impl Accounts {
     ) -> Result<Email, AccountError> {
         if existing.status == UserStatus::Pending {
             let mail = self
-                .store_new_code(&existing.email, CodePurpose::Registration)
+                .store_new_code(&existing.email, &full_name, CodePurpose::Registration)
                 .await?;
             let registration = PendingRegistration {
                 password_hash,
@@ -142,8 +142,11 @@ impl Accounts {
             // Verified in the meantime: fall through to the notice.
         }
         tracing::info!(user_id = %existing.id.0, "registration for an existing account");
+        // The owner's name, not the one just typed: the notice goes to the owner.
         Ok(Email {
             to: existing.email,
+            name: Some(existing.full_name),
+            locale: self.policy.default_locale,
             message: Message::AccountAlreadyExists,
         })
     }

@@ -3,6 +3,7 @@
 mod code;
 mod email_address;
 mod full_name;
+mod locale;
 mod password;
 mod session;
 mod user;
@@ -10,6 +11,7 @@ mod user;
 pub use code::{CodeDecision, CodePurpose, OnMatch, OneTimeCode, judge_code_try};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
+pub use locale::{Locale, from_accept_language};
 pub use password::{Password, PasswordHash};
 pub use session::{
     NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,

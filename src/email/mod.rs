@@ -1,27 +1,43 @@
-//! Outgoing mail: what we send (`Email`) and the `EmailSender` seam that transports implement.
+//! Outgoing mail: what we send (`Email`), how it reads (`templates`), and the `EmailSender`
+//! seam that transports implement (`log` for development, `smtp`; `ses` is a later slice).
 
 mod log;
+mod smtp;
+mod templates;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 pub use self::log::LogSender;
-use crate::domain::{CodePurpose, EmailAddress, OneTimeCode};
+pub use self::smtp::SmtpSender;
+pub use self::templates::{RenderError, Rendered, Templates};
+use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OneTimeCode};
 
-/// One message to one recipient.
+/// The product name every message carries.
+pub const PRODUCT: &str = "AIDLC";
+
+/// One message to one recipient: everything needed to render and send it later (a queued row
+/// stores these fields, and renders them at send time with [`Templates::render`]).
 #[derive(Debug, Clone)]
 pub struct Email {
     /// Always the address stored for the account (or, for a new account, the one just stored).
     pub to: EmailAddress,
+    /// The name the greeting uses (none: a greeting without a name). Escaped in the HTML part;
+    /// never put in a header.
+    pub name: Option<FullName>,
+    /// The language it is written in.
+    pub locale: Locale,
     /// What it says.
     pub message: Message,
 }
 
-/// The messages this service sends.
+/// The messages this service sends. The variants marked *not sent yet* exist so their
+/// templates are written and tested now; the issues that add their flows send them.
 #[derive(Debug, Clone)]
 pub enum Message {
-    /// A one-time code for `purpose`.
+    /// A one-time code for `purpose` (address verification or login).
     VerificationCode {
         /// What the code is for.
         purpose: CodePurpose,
@@ -32,49 +48,51 @@ pub enum Message {
     },
     /// Someone tried to register an address that already has an account.
     AccountAlreadyExists,
+    /// *Not sent yet* (password reset issue): a code that lets the owner set a new password.
+    PasswordResetCode {
+        /// The code.
+        code: OneTimeCode,
+        /// How long it is valid.
+        valid_for: Duration,
+    },
+    /// *Not sent yet* (password reset / change issue): the password was changed and the other
+    /// sessions ended.
+    PasswordChanged,
+    /// *Not sent yet* (sign-in notice issue): a sign-in from a device not seen before.
+    NewSignIn {
+        /// When it happened (rendered in UTC).
+        at: OffsetDateTime,
+        /// The client's `User-Agent`, as sent (escaped in the HTML part), if any.
+        device: Option<String>,
+    },
 }
 
-impl Email {
-    /// Subject line.
-    pub fn subject(&self) -> &'static str {
-        match &self.message {
-            Message::VerificationCode {
-                purpose: CodePurpose::Registration,
-                ..
-            } => "Confirm your e-mail address",
-            Message::VerificationCode {
-                purpose: CodePurpose::Login,
-                ..
-            } => "Your login code",
-            Message::AccountAlreadyExists => "Someone tried to register with your address",
+impl Message {
+    /// The code it carries, if any.
+    pub fn code(&self) -> Option<&OneTimeCode> {
+        match self {
+            Self::VerificationCode { code, .. } | Self::PasswordResetCode { code, .. } => {
+                Some(code)
+            }
+            Self::AccountAlreadyExists | Self::PasswordChanged | Self::NewSignIn { .. } => None,
         }
     }
 
-    /// Plain-text body.
-    pub fn body(&self) -> String {
-        match &self.message {
-            Message::VerificationCode {
-                purpose,
-                code,
-                valid_for,
-            } => {
-                let action = match purpose {
-                    CodePurpose::Registration => "confirm your e-mail address",
-                    CodePurpose::Login => "log in",
-                };
-                format!(
-                    "Your code to {action} is {}.\nIt is valid for {} minutes and can be used once.\n\
-                     If you did not ask for it, you can ignore this message.",
-                    code.expose(),
-                    valid_for.as_secs().div_ceil(60)
-                )
-            }
-            Message::AccountAlreadyExists => {
-                "Someone, perhaps you, tried to register a new account \
-                 with this address, which already has one.\nNo new account was created. \
-                 If it was you, log in instead.\nIf it was not, you can ignore this message."
-                    .to_owned()
-            }
+    /// The template's name (`templates/email/<locale>/<name>.{txt,html}`).
+    pub fn template_name(&self) -> &'static str {
+        match self {
+            Self::VerificationCode {
+                purpose: CodePurpose::Registration,
+                ..
+            } => "registration_code",
+            Self::VerificationCode {
+                purpose: CodePurpose::Login,
+                ..
+            } => "login_code",
+            Self::AccountAlreadyExists => "account_exists",
+            Self::PasswordResetCode { .. } => "password_reset_code",
+            Self::PasswordChanged => "password_changed",
+            Self::NewSignIn { .. } => "new_sign_in",
         }
     }
 }
@@ -84,9 +102,27 @@ impl Email {
 #[error("sending mail failed: {0:#}")]
 pub struct SendError(pub anyhow::Error);
 
-/// A mail transport (log now; SMTP and SES next, behind a transactional outbox).
+impl SendError {
+    /// True when trying again cannot help: the server refused the message or its recipient
+    /// for good (SMTP 5xx), or it could not be built. Timeouts, refused connections and 4xx
+    /// answers are transient. (For the outbox: permanent means dead, transient means retry.)
+    pub fn is_permanent(&self) -> bool {
+        if let Some(smtp) = self.0.downcast_ref::<lettre::transport::smtp::Error>() {
+            return smtp.is_permanent();
+        }
+        self.0.downcast_ref::<RenderError>().is_some()
+            || self.0.downcast_ref::<lettre::error::Error>().is_some()
+            || self
+                .0
+                .downcast_ref::<lettre::address::AddressError>()
+                .is_some()
+    }
+}
+
+/// A mail transport: `log`, `smtp` (and `ses` later). The outbox's sender calls the
+/// configured one for each due row.
 #[async_trait]
 pub trait EmailSender: Send + Sync {
-    /// Hands `email` to the transport.
+    /// Renders `email` and hands it to the transport; Ok once the transport accepted it.
     async fn send(&self, email: &Email) -> Result<(), SendError>;
 }

@@ -11,4 +11,5 @@ pub use crate::support::http::{
     unique_email, wrong_code,
 };
 pub use crate::support::proxy::{ProxyMode, TcpProxy};
-pub use crate::support::servers::{POSTGRES_ADDR, REDIS_ADDR, REDIS_URL};
+pub use crate::support::servers::smtp::CaughtMail;
+pub use crate::support::servers::{POSTGRES_ADDR, REDIS_ADDR, REDIS_URL, smtp};

@@ -14,6 +14,7 @@ mod refresh;
 mod registration;
 mod session_management;
 mod sessions;
+mod smtp;
 mod support;
 mod takeover;
 mod token_lifetime;

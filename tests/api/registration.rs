@@ -2,7 +2,7 @@
 //! verification (registering a pending address again: `takeover.rs`).
 
 use aidlc_auth::domain::CodePurpose;
-use aidlc_auth::email::Message;
+use aidlc_auth::email::{Message, Templates};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -78,12 +78,10 @@ async fn registration_mail_carries_a_six_digit_code_valid_for_fifteen_minutes(ba
             assert_eq!(code.expose().len(), 6);
             assert!(code.expose().bytes().all(|b| b.is_ascii_digit()));
             assert_eq!(valid_for.as_secs(), 900);
-            assert!(mails[0].body().contains(code.expose()));
-            assert!(
-                mails[0].body().contains("15 minutes"),
-                "{}",
-                mails[0].body()
-            );
+            let rendered = Templates::new().unwrap().render(&mails[0]).unwrap();
+            assert!(rendered.text.contains(code.expose()));
+            // Korean by default (AIDLC_DEFAULT_LOCALE=ko).
+            assert!(rendered.text.contains("15분"), "{}", rendered.text);
         }
         other => panic!("expected a verification code, got {other:?}"),
     }

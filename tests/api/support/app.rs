@@ -8,6 +8,7 @@ use std::time::Duration;
 use aidlc_auth::app::{App, Overrides};
 use aidlc_auth::clock::ManualClock;
 use aidlc_auth::config::{Argon2Params, LogFormat, Settings};
+use aidlc_auth::email::EmailSender;
 use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,6 +43,9 @@ pub struct TestEnv {
     pub mailbox: Mailbox,
     /// The test's database.
     pub db: Arc<TestDatabase>,
+    /// True (the default): mail goes to `mailbox`. False: to the transport the settings
+    /// configure (`email_transport`, e.g. SMTP to [`servers::smtp`]).
+    pub capture_mail: bool,
 }
 
 impl TestEnv {
@@ -76,6 +80,7 @@ impl TestEnv {
             clock: Arc::new(ManualClock::starting_now()),
             mailbox: Mailbox::default(),
             db: Arc::new(db),
+            capture_mail: true,
         }
     }
 
@@ -88,7 +93,9 @@ impl TestEnv {
     pub async fn try_spawn(&self) -> anyhow::Result<TestApp> {
         let overrides = Overrides {
             clock: Some(self.clock.clone()),
-            mailer: Some(Arc::new(CapturingMailer(self.mailbox.clone()))),
+            mailer: self
+                .capture_mail
+                .then(|| Arc::new(CapturingMailer(self.mailbox.clone())) as Arc<dyn EmailSender>),
         };
         let app = App::build_with(self.settings.clone(), overrides).await?;
         let port = app.port();

@@ -1,6 +1,6 @@
-//! The outside checkers (PyJWT, authlib, …): Python programs that check the service as another
-//! service would, from a venv under `target/` built from the pinned
-//! `tests/support/requirements.txt` on first use and reused while that file is unchanged.
+//! The outside checkers (PyJWT, authlib, …) and Python servers (the SMTP catcher): programs
+//! that check the service as another service would, from a venv under `target/` built from the
+//! pinned `tests/support/requirements.txt` on first use and reused while that file is unchanged.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -29,9 +29,7 @@ const STAMP: &str = "requirements.sha256";
 /// leaks in); stdin is null and the process is killed when the handle is dropped. The first
 /// call builds the venv if needed; a failure to build it ends the run with one line.
 pub fn command() -> tokio::process::Command {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    let python = PYTHON.get_or_init(|| ensure_venv().unwrap_or_else(|e| servers::fatal(&e)));
-    let mut command = tokio::process::Command::new(python);
+    let mut command = tokio::process::Command::new(python());
     for var in [
         "http_proxy",
         "HTTP_PROXY",
@@ -51,6 +49,13 @@ pub fn command() -> tokio::process::Command {
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
+}
+
+/// The venv's `python` (for servers the suite runs from it, such as the SMTP catcher); the
+/// first call builds the venv if needed, and a failure to build it ends the run with one line.
+pub fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| ensure_venv().unwrap_or_else(|e| servers::fatal(&e)))
 }
 
 /// Builds the venv unless it matches the requirements file; returns its `python`. A file lock

@@ -13,8 +13,9 @@
 //!
 //! A server is a [`server::ServerSpec`]: a foreground command for a given port, a readiness
 //! probe and a stop signal; [`server::start`] runs it. One file per server (`postgres.rs`,
-//! `redis.rs`): adding one (an SMTP sink `python -m aiosmtpd`, a local AWS `moto_server`, both
-//! from the venv's tools) is a spec plus a `OnceLock` like [`postgres`] and [`redis`]. Variants
+//! `redis.rs`, `smtp.rs`: the SMTP catcher `tests/support/smtp_sink.py`, run by the venv's
+//! aiosmtpd): adding one (a local AWS `moto_server` from the venv) is a spec plus a `OnceLock`
+//! like [`postgres`], [`redis`] and [`smtp`]. Variants
 //! are options of the same spec: a TLS-only PostgreSQL is `-c ssl=on` with test-generated
 //! certificates and a `hostssl`-only `pg_hba.conf` written after `initdb`; a TLS Redis is
 //! `--tls-port` (with `--port 0`) and `--requirepass`, probed with `redis-cli --tls`.
@@ -29,11 +30,13 @@ use std::ops::Deref;
 pub mod postgres;
 pub mod redis;
 pub mod server;
+pub mod smtp;
 pub mod watchdog;
 
 pub use postgres::postgres;
 pub use redis::redis;
 pub use server::fatal;
+pub use smtp::smtp;
 pub use watchdog::run_dir;
 
 /// Set to an admin URL to use that PostgreSQL instead of starting one.
