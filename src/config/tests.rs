@@ -1,0 +1,232 @@
+//! Unit tests of the settings: defaults, parsing, validation, redaction, the README table.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_match_the_seed() {
+    let s = Settings::from_vars(vars(&[])).unwrap();
+    assert_eq!(s.port, 8001);
+    assert_eq!(s.code_ttl, Duration::from_secs(900));
+    assert_eq!(s.session_ttl, Duration::from_secs(86_400));
+    assert!(s.uses_sqlite());
+}
+
+#[test]
+fn staging_refuses_sqlite_and_missing_redis_unless_allowed() {
+    let err = Settings::from_vars(vars(&[("ENVIRONMENT", "staging")])).unwrap_err();
+    assert!(err.to_string().contains("refusing to start"), "{err}");
+    let err = Settings::from_vars(vars(&[
+        ("ENVIRONMENT", "production"),
+        ("DATABASE_URL", "postgres://u:p@db/aidlc_auth"),
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("REDIS_URL"), "{err}");
+    assert!(
+        Settings::from_vars(vars(&[
+            ("ENVIRONMENT", "staging"),
+            ("ALLOW_EMBEDDED_STORES", "true"),
+            ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
+            ("AIDLC_ALLOW_LOG_EMAIL", "true"),
+        ]))
+        .is_ok()
+    );
+}
+
+#[test]
+fn passwords_never_appear_in_debug_or_redacted_urls() {
+    let s = Settings::from_vars(vars(&[
+        (
+            "DATABASE_URL",
+            "postgres://postgres:hunter2@db:5432/aidlc_auth",
+        ),
+        ("REDIS_URL", "rediss://:s3cret@cache:6379"),
+    ]))
+    .unwrap();
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("postgres://postgres:***@db:5432/aidlc_auth"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn query_parameter_passwords_are_redacted_too() {
+    let shown =
+        redact_url("postgres://db:5432/aidlc_auth?sslmode=verify-full&password=hunter2&PWD=x9y8");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("x9y8"),
+        "{shown}"
+    );
+    assert!(shown.contains("sslmode=verify-full"), "{shown}");
+    assert!(shown.contains("password=***"), "{shown}");
+    let s = Settings::from_vars(vars(&[(
+        "DATABASE_URL",
+        "postgres://u@db/aidlc_auth?password=hunter2",
+    )]))
+    .unwrap();
+    assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+#[test]
+fn unknown_aidlc_variables_are_reported() {
+    let unknown = Settings::unknown_variables(vars(&[
+        ("AIDLC_CODE_TTL_SECOND", "1"),
+        ("AIDLC_LOG_FORMAT", "json"),
+        ("HOME", "/"),
+    ]));
+    assert_eq!(unknown, vec!["AIDLC_CODE_TTL_SECOND".to_owned()]);
+}
+
+/// The README's settings table and the declaration (what `--help` prints) agree: the same
+/// variables, and each declared default is the one the table gives.
+#[test]
+fn readme_settings_table_matches_the_declaration() {
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("## Settings")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Settings section");
+    let mut documented = HashMap::new();
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let names: Vec<&str> = cells[0].trim_start_matches("| ").split(" / ").collect();
+        let defaults: Vec<&str> = cells[1].split(" / ").collect();
+        let first = names[0].trim_matches('`');
+        let stem = &first[..first.rfind('_').unwrap_or(0)];
+        for (i, name) in names.iter().enumerate() {
+            let name = name.trim_matches('`');
+            let name = if name.starts_with('_') {
+                format!("{}{name}", &stem[..stem.rfind('_').unwrap_or(0)])
+            } else {
+                name.to_owned()
+            };
+            let default = defaults.get(i).or(defaults.first()).copied().unwrap_or("");
+            let default = default.split('`').nth(1).map(str::to_owned);
+            documented.insert(name, default);
+        }
+    }
+    documented.remove("RUST_LOG"); // read by the log filter, not a setting
+    let command = Settings::augment_args(clap::Command::new("aidlc-auth"));
+    let mut declared: Vec<String> = Settings::variables();
+    declared.sort();
+    let mut in_readme: Vec<String> = documented.keys().cloned().collect();
+    in_readme.sort();
+    assert_eq!(
+        in_readme, declared,
+        "README settings table vs declared variables"
+    );
+    for arg in command.get_arguments() {
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        if let Some(default) = arg.get_default_values().first() {
+            assert_eq!(
+                documented[env].as_deref(),
+                default.to_str(),
+                "README default of {env}"
+            );
+        }
+    }
+}
+
+#[test]
+fn development_listens_on_loopback_and_derives_its_issuer_from_the_bound_port() {
+    let dev = Settings::from_vars(vars(&[])).unwrap();
+    assert_eq!(dev.host(), IpAddr::from([127, 0, 0, 1]));
+    let bound = std::net::SocketAddr::from(([127, 0, 0, 1], 45591));
+    assert_eq!(dev.issuer(bound), "http://127.0.0.1:45591");
+    let any = std::net::SocketAddr::from(([0, 0, 0, 0], 8001));
+    assert_eq!(dev.issuer(any), "http://127.0.0.1:8001");
+    let set = Settings::from_vars(vars(&[("AIDLC_JWT_ISSUER", "https://auth.example/")])).unwrap();
+    assert_eq!(set.issuer(bound), "https://auth.example");
+}
+
+#[test]
+fn deployed_environments_listen_everywhere_and_require_an_issuer() {
+    let deployed = [
+        ("ENVIRONMENT", "staging"),
+        ("DATABASE_URL", "postgres://u@db/aidlc_auth"),
+        ("REDIS_URL", "redis://cache:6379"),
+    ];
+    let err = Settings::from_vars(vars(&deployed)).unwrap_err();
+    assert!(err.to_string().contains("AIDLC_JWT_ISSUER"), "{err}");
+    let mut with_issuer = deployed.to_vec();
+    with_issuer.push(("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"));
+    with_issuer.push(("AIDLC_ALLOW_LOG_EMAIL", "true"));
+    let s = Settings::from_vars(vars(&with_issuer)).unwrap();
+    assert_eq!(s.host(), IpAddr::from([0, 0, 0, 0]));
+}
+
+#[test]
+fn deployed_environments_refuse_log_mail_unless_allowed() {
+    let deployed = [
+        ("ENVIRONMENT", "production"),
+        ("DATABASE_URL", "postgres://u@db/aidlc_auth"),
+        ("REDIS_URL", "redis://cache:6379"),
+        ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
+    ];
+    let err = Settings::from_vars(vars(&deployed)).unwrap_err();
+    assert!(err.to_string().contains("AIDLC_ALLOW_LOG_EMAIL"), "{err}");
+    let mut allowed = deployed.to_vec();
+    allowed.push(("AIDLC_ALLOW_LOG_EMAIL", "true"));
+    assert!(Settings::from_vars(vars(&allowed)).is_ok());
+    let mut smtp = deployed.to_vec();
+    smtp.push(("AIDLC_EMAIL_TRANSPORT", "smtp"));
+    smtp.push(("AIDLC_SMTP_URL", "smtps://user:pw@mail.example:465"));
+    let s = Settings::from_vars(vars(&smtp)).unwrap();
+    assert_eq!(s.email_transport, EmailTransport::Smtp);
+}
+
+#[test]
+fn smtp_needs_a_url_of_its_own_scheme_and_its_password_is_redacted() {
+    let err = Settings::from_vars(vars(&[("AIDLC_EMAIL_TRANSPORT", "smtp")])).unwrap_err();
+    assert!(err.to_string().contains("AIDLC_SMTP_URL"), "{err}");
+    let err =
+        Settings::from_vars(vars(&[("AIDLC_SMTP_URL", "http://u:hunter2@mail:25")])).unwrap_err();
+    assert!(err.to_string().contains("AIDLC_SMTP_URL"), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let s = Settings::from_vars(vars(&[
+        ("AIDLC_EMAIL_TRANSPORT", "smtp"),
+        (
+            "AIDLC_SMTP_URL",
+            "smtp://ses-user:hunter2@email-smtp.aws:587?tls=required",
+        ),
+    ]))
+    .unwrap();
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("ses-user:***@email-smtp.aws"), "{shown}");
+}
+
+#[test]
+fn the_default_locale_is_korean_and_can_be_english() {
+    assert_eq!(Settings::default().default_locale, Locale::Ko);
+    let s = Settings::from_vars(vars(&[("AIDLC_DEFAULT_LOCALE", "en")])).unwrap();
+    assert_eq!(s.default_locale, Locale::En);
+    let err = Settings::from_vars(vars(&[("AIDLC_DEFAULT_LOCALE", "fr")])).unwrap_err();
+    assert!(err.to_string().contains("AIDLC_DEFAULT_LOCALE"), "{err}");
+}
+
+#[test]
+fn bad_values_name_their_variable() {
+    let err = Settings::from_vars(vars(&[("PORT", "eighty")])).unwrap_err();
+    assert!(err.to_string().contains("PORT"));
+}
