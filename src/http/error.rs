@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -42,6 +42,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<Duration>,
+    /// The `WWW-Authenticate` challenge of a 401 (Bearer unless said otherwise).
+    challenge: Option<&'static str>,
     cause: Option<anyhow::Error>,
 }
 
@@ -52,6 +54,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            challenge: None,
             cause: None,
         }
     }
@@ -72,11 +75,15 @@ impl ApiError {
 
     /// An introspection caller without the right client credential (401, RFC 7662).
     pub fn invalid_client() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "introspection needs the client credential (AIDLC_INTROSPECTION_SECRET)",
-        )
+        Self {
+            // RFC 6749 §5.2: a client authenticating with HTTP Basic is answered in kind.
+            challenge: Some("Basic realm=\"aidlc-auth\""),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "introspection needs the client credential (AIDLC_INTROSPECTION_SECRET)",
+            )
+        }
     }
 
     /// A refresh token that is unknown, malformed, expired, revoked or reused (401).
@@ -170,6 +177,31 @@ impl From<AccountError> for ApiError {
     }
 }
 
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection {
+            FormRejection::FailedToDeserializeForm(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.body_text(),
+            ),
+            FormRejection::FailedToDeserializeFormBody(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.body_text(),
+            ),
+            FormRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the body must be at most 64 KiB",
+                )
+            }
+            other => Self::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
@@ -238,9 +270,11 @@ impl IntoResponse for ApiError {
             );
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let challenge = self.challenge.unwrap_or("Bearer");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -19,6 +19,35 @@ use crate::accounts::{Authenticated, ClientInfo};
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct JsonBody<T>(pub T);
 
+/// A JSON body, or the same fields as `application/x-www-form-urlencoded` (the form OAuth
+/// endpoints such as RFC 7662 introspection are called with).
+pub struct JsonOrForm<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonOrForm<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let axum::Form(body) = axum::Form::<T>::from_request(request, state)
+                .await
+                .map_err(ApiError::from)?;
+            Ok(Self(body))
+        } else {
+            let JsonBody(body) = JsonBody::<T>::from_request(request, state).await?;
+            Ok(Self(body))
+        }
+    }
+}
+
 /// The access token from `Authorization: Bearer …`, verified, with its live session and
 /// active owner; anything else is a 401.
 impl FromRequestParts<AppState> for Authenticated {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::TokenResponse;
 use super::error::{ApiError, ErrorBody, ServiceUnavailable};
-use super::extract::{IntrospectionClient, JsonBody};
+use super::extract::{IntrospectionClient, JsonBody, JsonOrForm};
 use crate::accounts::Authenticated;
 use crate::domain::{Session, SessionId};
 use crate::tokens::RefreshToken;
@@ -70,12 +70,17 @@ pub struct SessionList {
     sessions: Vec<SessionView>,
 }
 
-/// `POST /api/auth/introspect` body.
+/// `POST /api/auth/introspect` body, as JSON or as the form RFC 7662 §2.1 specifies
+/// (`application/x-www-form-urlencoded`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectRequest {
     /// An access token.
     token: String,
+    /// RFC 7662's hint; only access tokens are introspected, so it changes nothing.
+    #[serde(default)]
+    #[allow(dead_code)] // Accepted so standard clients are not refused; never needed.
+    token_type_hint: Option<String>,
 }
 
 /// RFC 7662-style answer: `active` false says nothing more.
@@ -216,7 +221,11 @@ pub async fn revoke(
 
 /// Whether an access token is still good, including its session (for services that need
 /// revocation to take effect before the token expires).
-#[utoipa::path(post, path = "/api/auth/introspect", tag = "sessions", request_body = IntrospectRequest,
+#[utoipa::path(post, path = "/api/auth/introspect", tag = "sessions",
+    request_body(content(
+        (IntrospectRequest = "application/json"),
+        (IntrospectRequest = "application/x-www-form-urlencoded"),
+    )),
     responses(
         (status = 200, description = "`active` and, when true, the token's claims", body = IntrospectResponse),
         (status = 401, description = "invalid_client: `AIDLC_INTROSPECTION_SECRET` is set and the caller did not present it (Bearer, or the password of HTTP Basic)", body = ErrorBody),
@@ -225,7 +234,7 @@ pub async fn revoke(
 pub async fn introspect(
     State(state): State<AppState>,
     _client: IntrospectionClient,
-    JsonBody(body): JsonBody<IntrospectRequest>,
+    JsonOrForm(body): JsonOrForm<IntrospectRequest>,
 ) -> Result<Json<IntrospectResponse>, ApiError> {
     Ok(Json(
         match state.accounts.introspect(body.token.trim()).await? {

@@ -176,6 +176,31 @@ async fn introspection_requires_the_client_secret_when_one_is_set(backend: Backe
         let body = expect_json(introspect(Some(accepted)).await, StatusCode::OK).await;
         assert_eq!(body["active"], true, "{body}");
     }
+    let refused = introspect(None).await;
+    assert_eq!(
+        refused
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Basic realm=\"aidlc-auth\""),
+        "a client credential is asked for in kind"
+    );
+
+    // A standard RFC 7662 client: a form body, a hint, the secret by HTTP Basic.
+    let form = app
+        .client
+        .post(app.url("/api/auth/introspect"))
+        .basic_auth("orders", Some(SECRET))
+        .form(&[
+            ("token", access.as_str()),
+            ("token_type_hint", "access_token"),
+        ])
+        .send()
+        .await
+        .expect("form introspection");
+    let body = expect_json(form, StatusCode::OK).await;
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
     let metadata = expect_json(
         app.get("/.well-known/oauth-authorization-server").await,
         StatusCode::OK,
