@@ -248,9 +248,10 @@ pub trait KeyStore: Send + Sync {
     /// Adds `new` as the newest key and retires `current` at `new.activates_at` (None: only if
     /// there is no key yet). False when another instance got there first: reload, use theirs.
     async fn publish_next(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool>;
-    /// Revokes the key `kid` at `now`: it is unpublished and never signs again. If it was the
-    /// newest key, `replacement` (activating at `now`) becomes the newest; if the newest key
-    /// was staged to sign later, it signs from `now`. One transaction.
+    /// Revokes the key `kid` at `now`: it is unpublished and never signs again. If it was a
+    /// staged key (not signing yet), the key it was to replace stays current; if the newest key
+    /// was staged to sign later, it signs from `now`; if no key is left, `replacement`
+    /// (activating at `now`) becomes the newest. One transaction.
     async fn revoke(
         &self,
         kid: &str,

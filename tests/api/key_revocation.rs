@@ -16,6 +16,7 @@ backend_tests!(
     a_revoked_key_stops_signing_leaves_the_jwks_and_its_tokens_are_refused,
     revoking_an_unknown_kid_fails_and_changes_nothing,
     revoking_the_signing_key_during_a_rotation_makes_the_staged_key_sign_now,
+    revoking_a_staged_key_keeps_the_current_one_signing,
 );
 
 /// How often an instance re-reads the signing keys (default).
@@ -155,5 +156,29 @@ async fn revoking_the_signing_key_during_a_rotation_makes_the_staged_key_sign_no
     app.advance(KEY_RELOAD + 1);
     assert_eq!(jwks_kids(&app.jwks().await), vec![staged.clone()]);
     assert_eq!(login_kid(&app, &email).await, staged);
+    app.stop().await;
+}
+
+async fn revoking_a_staged_key_keeps_the_current_one_signing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email("unstaged");
+    let session = app.register_active(&email, PASSWORD, "Unstaged").await;
+    let current = jwt_kid(&token(&session));
+    let out = keys_cli(&app, &["rotate"]).await;
+    assert!(out.status.success(), "{out:?}");
+    app.advance(KEY_RELOAD + 1);
+    let staged = jwks_kids(&app.jwks().await)
+        .into_iter()
+        .find(|k| *k != current)
+        .expect("a staged kid");
+
+    // The staged key leaked before it ever signed: the rotation is simply undone.
+    assert_eq!(revoke(&app, &staged).await, current);
+    app.advance(KEY_RELOAD + 1);
+    assert_eq!(jwks_kids(&app.jwks().await), vec![current.clone()]);
+    // Long after the staged key would have started signing, the current one still signs.
+    app.advance(300);
+    assert_eq!(login_kid(&app, &email).await, current);
+    expect_json(app.me(&token(&session)).await, StatusCode::OK).await;
     app.stop().await;
 }

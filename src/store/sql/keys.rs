@@ -31,6 +31,12 @@ const REVOKE_KEY: &str = "UPDATE signing_keys SET revoked_at = $2, \
      WHERE kid = $1 AND revoked_at IS NULL";
 // What signs next must sign at once: a staged newest key starts now, and the key it was to
 // replace (if not the revoked one) retires now, keeping "retired_at = successor's activation".
+// A revoked key that was only staged hands "newest" back to the key it was to replace, which
+// keeps signing as if no rotation had started.
+const RESTORE_CURRENT: &str = "UPDATE signing_keys SET retired_at = NULL WHERE kid = \
+     (SELECT kid FROM signing_keys WHERE revoked_at IS NULL AND retired_at > $1 \
+     ORDER BY activates_at DESC LIMIT 1) \
+     AND NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)";
 const START_STAGED: &str = "UPDATE signing_keys SET activates_at = $1 \
      WHERE retired_at IS NULL AND revoked_at IS NULL AND activates_at > $1";
 const RETIRE_NOW: &str = "UPDATE signing_keys SET retired_at = $1 \
@@ -119,6 +125,13 @@ impl KeyStore for SqlStore {
                 tx.rollback().await?;
                 return Ok(KeyRevocation::NotFound);
             }
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(RESTORE_CURRENT)
+                    .bind(DbTime(now))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
             sql_tx!(&mut tx, |db| {
                 sqlx::query(START_STAGED)
                     .bind(DbTime(now))
