@@ -15,11 +15,7 @@ const SERVICE: &str = env!("CARGO_BIN_EXE_aidlc-auth");
 const SUITE_LIMIT: Duration = Duration::from_secs(300);
 
 async fn expect_suite_passes(what: &str, command: &mut tokio::process::Command) {
-    let run = command
-        .env("AIDLC_AUTH_BIN", SERVICE)
-        // This build has the behaviour those tests were written ahead of.
-        .env("AIDLC_AUTH_EXPECT_NEW_BUILD", "1")
-        .output();
+    let run = command.env("AIDLC_AUTH_BIN", SERVICE).output();
     let out = tokio::time::timeout(SUITE_LIMIT, run)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {SUITE_LIMIT:?}"))

@@ -56,13 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The same switches as the TypeScript suite, so one wiring drives both.
+    # The same switch as the TypeScript suite, so one wiring drives both.
     skip_slow = os.environ.get("AIDLC_AUTH_SKIP_SLOW") == "1"
-    expect_new_build = os.environ.get("AIDLC_AUTH_EXPECT_NEW_BUILD") == "1"
     for item in items:
         if skip_slow and item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.skip(reason="AIDLC_AUTH_SKIP_SLOW=1"))
-        if not expect_new_build and item.get_closest_marker("new_service_behaviour"):
-            item.add_marker(pytest.mark.xfail(
-                reason="needs the build whose introspection is inactive after exp "
-                "(AIDLC_AUTH_EXPECT_NEW_BUILD=1 to require it)", strict=False))

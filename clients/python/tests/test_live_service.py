@@ -285,9 +285,7 @@ async def test_with_the_service_stopped_cached_keys_still_verify_and_strict_mode
     assert (await get(cold, "/me", token)).status_code == 503
 
 
-# NEW SERVICE BEHAVIOUR: the snapshot's introspection still says active:true after exp, so
-# conftest marks this xfail unless AIDLC_AUTH_EXPECT_NEW_BUILD=1.
-@pytest.mark.new_service_behaviour
+# Introspection is inactive from exp on (RFC 7662 §2.2), whatever leeway the unit allows.
 async def test_strict_mode_refuses_a_token_past_exp_even_within_the_local_leeway(
     start_service: Callable[..., Service],
 ) -> None:

@@ -269,10 +269,8 @@ describe("against an aidlc-auth of the test's own", () => {
     }
   });
 
-  // NEW SERVICE BEHAVIOUR: the snapshot's introspection still says active:true after exp, so
-  // this is marked todo (reported, not failing) until AIDLC_AUTH_EXPECT_NEW_BUILD=1.
-  test("strict mode refuses a token past exp even within the local leeway [new service behaviour]",
-    { todo: process.env.AIDLC_AUTH_EXPECT_NEW_BUILD === "1" ? false : "needs the build whose introspection is inactive after exp" },
+  // Introspection is inactive from exp on (RFC 7662 §2.2), whatever leeway the unit allows.
+  test("strict mode refuses a token past exp even within the local leeway",
     async () => {
       const short = await start({ AIDLC_ACCESS_TOKEN_TTL_SECONDS: "1" });
       const token = (await short.registerUser()).access_token;
