@@ -125,27 +125,16 @@ impl KeyStore for SqlStore {
                 tx.rollback().await?;
                 return Ok(KeyRevocation::NotFound);
             }
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(RESTORE_CURRENT)
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(START_STAGED)
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(RETIRE_NOW)
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
+            // In this order: each step reads what the one before it left.
+            for step in [RESTORE_CURRENT, START_STAGED, RETIRE_NOW] {
+                sql_tx!(&mut tx, |db| {
+                    sqlx::query(step)
+                        .bind(DbTime(now))
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
+            }
             let newest: Option<String> = sql_tx!(&mut tx, |db| {
                 sqlx::query_scalar(NEWEST_KEY).fetch_optional(db).await
             })?;
