@@ -238,6 +238,20 @@ pub fn key_ring_config(settings: &Settings, issuer: String) -> KeyRingConfig {
     }
 }
 
+/// `aidlc-auth outbox`: rows per state and the oldest queued mail's age.
+pub async fn outbox_counts(settings: &Settings) -> anyhow::Result<crate::store::OutboxCounts> {
+    let outbox = crate::store::connect_outbox_store(settings).await?;
+    Ok(outbox.counts(SystemClock.now()).await?)
+}
+
+/// `aidlc-auth outbox retry-dead`: queues every dead mail whose code has not expired again,
+/// with a fresh count of attempts (after fixing what killed them, e.g. the SMTP credentials).
+/// The running instances send them within their poll interval. Returns how many.
+pub async fn retry_dead_mail(settings: &Settings) -> anyhow::Result<u64> {
+    let outbox = crate::store::connect_outbox_store(settings).await?;
+    Ok(outbox.retry_dead(SystemClock.now()).await?)
+}
+
 /// `aidlc-auth keys rotate`: a new signing key, published now and signing once every instance
 /// and verifier has seen it; the old one stays published until the tokens it signed have
 /// expired. Returns the new key.

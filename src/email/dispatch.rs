@@ -65,8 +65,8 @@ impl Dispatcher {
         }
     }
 
-    /// Sends until `stop` turns true; a batch under way is finished first, so no row is left
-    /// leased by a sender that stopped cleanly.
+    /// Sends until `stop` turns true; the send under way is finished first and the rest of its
+    /// batch given back, so no row is left leased by a sender that stopped cleanly.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
             if *stop.borrow() {
@@ -98,6 +98,15 @@ impl Dispatcher {
                 .await?;
             let full = claimed.len() == BATCH as usize;
             for row in claimed {
+                if *stop.borrow() {
+                    // Stopping: what is not sent yet goes back for another instance now,
+                    // instead of waiting for this lease to run out.
+                    let id = row.mail.id;
+                    self.store
+                        .release(id, &self.owner, self.clock.now())
+                        .await?;
+                    continue;
+                }
                 self.deliver(row).await?;
             }
             if !full || *stop.borrow() {

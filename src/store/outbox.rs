@@ -99,11 +99,14 @@ pub trait OutboxStore: Send + Sync {
         error: &str,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
+    /// Gives a claimed row back unsent (the instance is stopping), due at `now`, its attempt
+    /// not counted; false if `owner` lost the lease.
+    async fn release(&self, id: Uuid, owner: &str, now: OffsetDateTime) -> StoreResult<bool>;
     /// Marks a claimed row whose code expired before it could be sent; erases the payload.
     async fn mark_expired(&self, id: Uuid, owner: &str, now: OffsetDateTime) -> StoreResult<bool>;
     /// Rows per state, and the oldest queued row's age at `now`.
     async fn counts(&self, now: OffsetDateTime) -> StoreResult<OutboxCounts>;
-    /// Queues every dead row not yet past its expiry again, due at `now` with a fresh count of
-    /// attempts; returns how many.
+    /// Queues every dead row not yet past its expiry at `now` again, due at once, with a fresh
+    /// count of attempts; returns how many.
     async fn retry_dead(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }

@@ -7,7 +7,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, backend_tests, expect_json, expect_session, unique_email,
+    Backend, PASSWORD, TestApp, TestEnv, backend_tests, expect_json, expect_session, unique_email,
 };
 
 backend_tests!(
@@ -15,6 +15,8 @@ backend_tests!(
     two_instances_send_each_mail_exactly_once,
     a_mail_whose_code_expired_while_the_transport_was_down_is_not_sent,
     the_outbox_row_never_holds_the_code_in_clear,
+    a_mail_failing_past_the_attempt_limit_is_dead_until_retry_dead_queues_it_again,
+    a_permanent_refusal_is_dead_at_the_first_attempt,
 );
 
 /// Seconds past the first retry's back-off (at most 1 s).
@@ -149,5 +151,69 @@ async fn the_outbox_row_never_holds_the_code_in_clear(backend: Backend) {
     assert_eq!(sent[0].status, "sent");
     assert_eq!(sent[0].payload, None, "the sealed code is erased once sent");
     expect_session(app.verify_registration(&email, &code).await).await;
+    app.stop().await;
+}
+
+async fn a_mail_failing_past_the_attempt_limit_is_dead_until_retry_dead_queues_it_again(
+    backend: Backend,
+) {
+    let mut env = TestEnv::new(backend).await;
+    env.settings.outbox_max_attempts = 2;
+    let app = env.spawn().await;
+    let email = unique_email("dead");
+    app.mailbox().set_failing(true);
+    expect_json(
+        app.register(&email, PASSWORD, "Dead Letter").await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert!(app.mailbox().sent_to(&email).is_empty());
+    app.advance(PAST_FIRST_BACKOFF);
+    assert!(app.mailbox().sent_to(&email).is_empty());
+    let rows = app.db().outbox_rows().await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].attempts),
+        ("dead", 2),
+        "{rows:#?}"
+    );
+    let counts = aidlc_auth::app::outbox_counts(&app.env.settings)
+        .await
+        .unwrap();
+    assert_eq!((counts.queued, counts.dead), (0, 1), "{counts:?}");
+
+    // `aidlc-auth outbox retry-dead` once the transport is fixed: the mail goes out.
+    app.mailbox().set_failing(false);
+    let requeued = aidlc_auth::app::retry_dead_mail(&app.env.settings)
+        .await
+        .unwrap();
+    assert_eq!(requeued, 1);
+    let code = app
+        .mailbox()
+        .last_code_for(&email, CodePurpose::Registration);
+    expect_session(app.verify_registration(&email, &code).await).await;
+    let counts = aidlc_auth::app::outbox_counts(&app.env.settings)
+        .await
+        .unwrap();
+    assert_eq!((counts.sent, counts.dead), (1, 0), "{counts:?}");
+    app.stop().await;
+}
+
+async fn a_permanent_refusal_is_dead_at_the_first_attempt(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email("refused");
+    app.mailbox().set_refusing(true);
+    expect_json(
+        app.register(&email, PASSWORD, "Refused").await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert!(app.mailbox().sent_to(&email).is_empty());
+    let rows = app.db().outbox_rows().await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].attempts),
+        ("dead", 1),
+        "{rows:#?}"
+    );
+    assert!(rows[0].last_error.is_some());
     app.stop().await;
 }

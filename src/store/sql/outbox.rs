@@ -47,13 +47,17 @@ const RETRY_AT: &str = "UPDATE outbox SET status = 'queued', next_attempt_at = $
      WHERE id = $1 AND lease_owner = $2 AND status = 'sending'";
 const MARK_DEAD: &str = "UPDATE outbox SET status = 'dead', last_error = $3, lease_owner = NULL, \
      lease_until = NULL, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'sending'";
+const RELEASE: &str = "UPDATE outbox SET status = 'queued', attempts = attempts - 1, \
+     next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+     WHERE id = $1 AND lease_owner = $2 AND status = 'sending'";
 const MARK_EXPIRED: &str = "UPDATE outbox SET status = 'expired', payload = NULL, \
      lease_owner = NULL, lease_until = NULL, updated_at = $3 \
      WHERE id = $1 AND lease_owner = $2 AND status = 'sending'";
 const COUNTS: &str = "SELECT status, count(*) FROM outbox GROUP BY status";
 const OLDEST_QUEUED: &str = "SELECT min(created_at) FROM outbox WHERE status = 'queued'";
+// Due from its creation: at once for every instance, whatever the caller's clock says.
 const RETRY_DEAD: &str = "UPDATE outbox SET status = 'queued', attempts = 0, \
-     next_attempt_at = $1, last_error = NULL, updated_at = $1 \
+     next_attempt_at = created_at, last_error = NULL, updated_at = $1 \
      WHERE status = 'dead' AND expires_at > $1";
 
 #[derive(sqlx::FromRow)]
@@ -243,6 +247,12 @@ impl OutboxStore for SqlStore {
             Some(error),
         )
         .await
+    }
+
+    async fn release(&self, id: Uuid, owner: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let times = [None, Some(DbTime(now))];
+        self.transition("releasing mail", RELEASE, id, owner, times, None)
+            .await
     }
 
     async fn mark_expired(&self, id: Uuid, owner: &str, now: OffsetDateTime) -> StoreResult<bool> {

@@ -23,6 +23,7 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 pub struct Mailbox {
     sent: Arc<Mutex<Vec<Email>>>,
     failing: Arc<AtomicBool>,
+    refusing: Arc<AtomicBool>,
     db: Arc<TestDatabase>,
     clock: Arc<ManualClock>,
 }
@@ -33,6 +34,7 @@ impl Mailbox {
         Self {
             sent: Arc::default(),
             failing: Arc::default(),
+            refusing: Arc::default(),
             db,
             clock,
         }
@@ -41,6 +43,11 @@ impl Mailbox {
     /// While `true`, every send fails (as a mail provider outage would) and nothing is kept.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// While `true`, every send is refused for good (as an SMTP 5xx would be).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
     }
 
     /// Waits until the outbox has no row in flight and none due now (at most 5 s, then the
@@ -126,6 +133,13 @@ pub struct CapturingMailer(pub Mailbox);
 #[async_trait::async_trait]
 impl EmailSender for CapturingMailer {
     async fn send(&self, email: &Email) -> Result<(), SendError> {
+        if self.0.refusing.load(Ordering::SeqCst) {
+            // An error `SendError::is_permanent` knows as one.
+            let refused = "refused for good"
+                .parse::<lettre::Address>()
+                .expect_err("not an address");
+            return Err(SendError(refused.into()));
+        }
         if self.0.failing.load(Ordering::SeqCst) {
             return Err(SendError(anyhow::anyhow!(
                 "the test mailbox is refusing mail"
