@@ -17,7 +17,7 @@ pub use sessions::{Authenticated, IssuedSession};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::Locale;
-use crate::email::{Outbox, SendError};
+use crate::email::Outbox;
 use crate::store::{StoreError, Stores};
 use crate::tokens::KeyRing;
 use crate::tokens::keyring::{KeyRingError, VerifyError};
@@ -47,7 +47,7 @@ pub enum AccountError {
     /// A code was sent to this address for this purpose too recently.
     #[error("a code was sent recently; retry after {0:?}")]
     Cooldown(Duration),
-    /// A dependency (database, Redis, mail) is down or slow.
+    /// A dependency (database, Redis) is down or slow. (Mail is not: it waits in the outbox.)
     #[error("dependency unavailable: {0:#}")]
     Unavailable(anyhow::Error),
     /// A bug or corrupt data.
@@ -82,12 +82,6 @@ impl From<VerifyError> for AccountError {
             }
             VerifyError::Ring(e) => e.into(),
         }
-    }
-}
-
-impl From<SendError> for AccountError {
-    fn from(e: SendError) -> Self {
-        Self::Unavailable(e.0)
     }
 }
 

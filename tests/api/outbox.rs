@@ -17,6 +17,7 @@ backend_tests!(
     the_outbox_row_never_holds_the_code_in_clear,
     a_mail_failing_past_the_attempt_limit_is_dead_until_retry_dead_queues_it_again,
     a_permanent_refusal_is_dead_at_the_first_attempt,
+    a_mail_leased_by_an_instance_that_died_is_sent_once_its_lease_runs_out,
 );
 
 /// Seconds past the first retry's back-off (at most 1 s).
@@ -216,4 +217,44 @@ async fn a_permanent_refusal_is_dead_at_the_first_attempt(backend: Backend) {
     );
     assert!(rows[0].last_error.is_some());
     app.stop().await;
+}
+
+async fn a_mail_leased_by_an_instance_that_died_is_sent_once_its_lease_runs_out(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    let email = unique_email("crashed");
+    first.mailbox().set_failing(true);
+    expect_json(
+        first.register(&email, PASSWORD, "Crashed").await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert!(first.mailbox().sent_to(&email).is_empty());
+    let env = first.env.clone();
+    first.stop().await;
+    // What an instance that died mid-send leaves: the row leased to it, the lease running
+    // until the retry time the failure had set (at most 1 s ahead).
+    let staged = env
+        .db
+        .execute(
+            "UPDATE outbox SET status = 'sending', lease_owner = 'crashed', \
+             lease_until = next_attempt_at",
+        )
+        .await;
+    assert_eq!(staged, 1);
+
+    env.mailbox.set_failing(false);
+    let second = env.spawn().await;
+    second.advance(PAST_FIRST_BACKOFF);
+    let code = second
+        .mailbox()
+        .last_code_for(&email, CodePurpose::Registration);
+    assert_eq!(second.mailbox().sent_to(&email).len(), 1);
+    let rows = second.db().outbox_rows().await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].attempts),
+        ("sent", 2),
+        "{rows:#?}"
+    );
+    expect_session(second.verify_registration(&email, &code).await).await;
+    second.stop().await;
 }

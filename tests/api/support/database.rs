@@ -166,6 +166,24 @@ impl TestDatabase {
         }
     }
 
+    /// Runs one statement directly against the test database (to stage what a crash leaves).
+    pub async fn execute(&self, sql: &'static str) -> u64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let done = sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = self.postgres().await;
+                let done = sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+        }
+    }
+
     /// Every outbox row, oldest first, as it is stored.
     pub async fn outbox_rows(&self) -> Vec<OutboxRow> {
         const SQL: &str = "SELECT kind, recipient, name, locale, payload, key_id, status, \
