@@ -76,7 +76,12 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "reading the mail outbox failed; retrying");
             }
             tokio::select! {
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    // The stopping side is gone (its task was dropped): stop too, never spin.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
                 () = self.outbox.woken() => {}
                 () = tokio::time::sleep(self.config.poll) => {}
             }
