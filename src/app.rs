@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 use crate::accounts::{Accounts, CodeHasher, Deps, Hasher, Policy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EmailTransport, Settings};
-use crate::email::{EmailSender, LogSender, SmtpSender, Templates};
+use crate::email::{
+    DispatchConfig, Dispatcher, EmailSender, LogSender, Outbox, SmtpSender, Templates,
+};
 use crate::http::{self, AppState};
 use crate::store::{Stores, SweepCutoffs, shared_secret};
 use crate::tokens::{KeyRing, KeyRingConfig};
@@ -33,6 +35,7 @@ pub struct App {
     clock: Arc<dyn Clock>,
     settings: Settings,
     keyring_config: KeyRingConfig,
+    dispatcher: Dispatcher,
 }
 
 impl App {
@@ -54,6 +57,15 @@ impl App {
         let secrets = stores.secrets.as_ref();
         let code_key = shared_secret(secrets, clock.as_ref(), CodeHasher::SECRET_NAME).await?;
         let refresh_key = shared_secret(secrets, clock.as_ref(), REFRESH_SECRET_NAME).await?;
+        let outbox_key = shared_secret(secrets, clock.as_ref(), Outbox::SECRET_NAME).await?;
+        let outbox = Outbox::new(Outbox::SECRET_NAME, outbox_key);
+        let dispatcher = Dispatcher::new(
+            stores.outbox.clone(),
+            outbox.clone(),
+            mailer,
+            clock.clone(),
+            dispatch_config(&settings),
+        );
         let argon2 = settings.argon2;
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(argon2))
             .await
@@ -70,7 +82,7 @@ impl App {
 
         let accounts = Accounts::new(Deps {
             stores: stores.clone(),
-            mailer,
+            outbox,
             clock: clock.clone(),
             hasher,
             codes: CodeHasher::new(code_key),
@@ -95,6 +107,7 @@ impl App {
             clock,
             settings,
             keyring_config,
+            dispatcher,
         })
     }
 
@@ -103,11 +116,13 @@ impl App {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
+    /// Serves (and sends queued mail) until `shutdown` completes, then finishes in-flight
+    /// requests and the mail being sent, and returns.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let port = self.port();
         let sweeper = tokio::spawn(sweep_forever(
             self.stores.clone(),
             self.clock.clone(),
@@ -115,7 +130,11 @@ impl App {
             self.keyring_config.retired_key_window(),
             self.settings.pending_account_ttl,
         ));
-        tracing::info!(port = self.port(), environment = ?self.settings.environment, "Application startup complete");
+        let (stop_sender, stopped) = tokio::sync::watch::channel(false);
+        let sender = tokio::spawn(self.dispatcher.run(stopped));
+        // Bounded: the batch under way finishes (each send is bounded), then the sender stops.
+        let sender_grace = dispatch_config(&self.settings).send_timeout * 2;
+        tracing::info!(port, environment = ?self.settings.environment, "Application startup complete");
         let served = axum::serve(
             self.listener,
             self.router
@@ -124,6 +143,10 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await;
         sweeper.abort();
+        let _ = stop_sender.send(true);
+        if tokio::time::timeout(sender_grace, sender).await.is_err() {
+            tracing::warn!("the mail sender did not stop in time; its rows' leases will run out");
+        }
         tracing::info!("shut down");
         served
     }
@@ -156,8 +179,25 @@ pub async fn mailer(settings: &Settings) -> anyhow::Result<Arc<dyn EmailSender>>
     })
 }
 
+/// The outbox sender's settings. A send may take several SMTP commands, each bounded by the
+/// SMTP timeout.
+fn dispatch_config(settings: &Settings) -> DispatchConfig {
+    DispatchConfig {
+        poll: settings.outbox_poll,
+        max_attempts: settings.outbox_max_attempts,
+        send_timeout: settings.smtp_timeout * SMTP_COMMANDS_PER_SEND,
+    }
+}
+
+/// Commands of one SMTP send (connect, EHLO, MAIL, RCPT, DATA, body) each bounded by the
+/// SMTP timeout.
+const SMTP_COMMANDS_PER_SEND: u32 = 6;
+
+/// How long finished outbox rows (sent, dead, expired) are kept, for `aidlc-auth outbox`.
+const OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Deletes expired SQL codes, cooldowns, sessions, signing keys no longer published, and
-/// pending accounts never verified (Redis expires its own keys).
+/// pending accounts never verified, finished outbox rows (Redis expires its own keys).
 async fn sweep_forever(
     stores: Stores,
     clock: Arc<dyn Clock>,
@@ -174,6 +214,7 @@ async fn sweep_forever(
             now,
             keys_retired_before: now - key_window,
             pending_before: now - pending_ttl,
+            outbox_finished_before: now - OUTBOX_RETENTION,
         };
         match stores.sweeper.sweep_expired(cutoffs).await {
             Ok(0) => {}
@@ -195,6 +236,20 @@ pub fn key_ring_config(settings: &Settings, issuer: String) -> KeyRingConfig {
         reload_interval: settings.key_reload_interval,
         rotation_interval: settings.key_rotation_interval,
     }
+}
+
+/// `aidlc-auth outbox`: rows per state and the oldest queued mail's age.
+pub async fn outbox_counts(settings: &Settings) -> anyhow::Result<crate::store::OutboxCounts> {
+    let outbox = crate::store::connect_outbox_store(settings).await?;
+    Ok(outbox.counts(SystemClock.now()).await?)
+}
+
+/// `aidlc-auth outbox retry-dead`: queues every dead mail whose code has not expired again,
+/// with a fresh count of attempts (after fixing what killed them, e.g. the SMTP credentials).
+/// The running instances send them within their poll interval. Returns how many.
+pub async fn retry_dead_mail(settings: &Settings) -> anyhow::Result<u64> {
+    let outbox = crate::store::connect_outbox_store(settings).await?;
+    Ok(outbox.retry_dead(SystemClock.now()).await?)
 }
 
 /// `aidlc-auth keys rotate`: a new signing key, published now and signing once every instance

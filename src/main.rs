@@ -1,4 +1,4 @@
-//! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`.
+//! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`, `keys`, `outbox`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
@@ -37,6 +37,19 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The mail outbox: rows per state and the oldest queued mail's age (the default).
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Rows per state and the oldest queued mail's age (the default).
+    Status,
+    /// Queue dead mail again (unless its code expired), with a fresh count of attempts.
+    RetryDead,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +109,22 @@ async fn main() -> ExitCode {
                 }
                 None => Err(anyhow::anyhow!("no published signing key has kid {kid}")),
             }),
+        Command::Outbox {
+            action: None | Some(OutboxAction::Status),
+        } => app::outbox_counts(&settings).await.map(|c| {
+            let oldest = c
+                .oldest_queued
+                .map_or_else(|| "none".to_owned(), |age| format!("{} s", age.as_secs()));
+            println!(
+                "queued {}, sending {}, sent {}, dead {}, expired {}; oldest queued: {oldest}",
+                c.queued, c.sending, c.sent, c.dead, c.expired
+            );
+        }),
+        Command::Outbox {
+            action: Some(OutboxAction::RetryDead),
+        } => app::retry_dead_mail(&settings).await.map(|n| {
+            println!("{n} dead mail queued again; the running instances send it within their poll interval");
+        }),
         Command::Serve | Command::Healthcheck => serve(settings).await,
     };
     match result {

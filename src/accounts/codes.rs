@@ -1,4 +1,4 @@
-//! Issuing and checking one-time codes: generation, keyed hashing, cooldown, mail.
+//! Issuing and checking one-time codes: generation, keyed hashing, cooldown, queued mail.
 
 use std::future::Future;
 
@@ -7,7 +7,7 @@ use hmac::Mac;
 use super::{AccountError, Accounts};
 use crate::domain::{CodePurpose, EmailAddress, FullName, OnMatch, OneTimeCode};
 use crate::email::{Email, Message};
-use crate::store::{CodeCheck, Cooldown, StoredCode};
+use crate::store::{CodeCheck, Cooldown, OutboxMail, StoredCode};
 
 /// Keyed hashing of codes, so a leaked code store does not yield live codes without the key.
 #[derive(Clone)]
@@ -75,14 +75,15 @@ impl Accounts {
     }
 
     /// Stores a fresh code for (address, purpose), replacing any earlier one, and returns the
-    /// mail that carries it, greeting `name`. The caller sends it once the rest of its writes
-    /// have succeeded.
+    /// outbox row of the mail that carries it (the code sealed), greeting `name`, expiring with
+    /// the code. The caller writes the row with the rest of its writes, the code being stored
+    /// first: an orphan code is harmless, an account whose code was never mailed is not.
     pub(super) async fn store_new_code(
         &self,
         to: &EmailAddress,
         name: &FullName,
         purpose: CodePurpose,
-    ) -> Result<Email, AccountError> {
+    ) -> Result<OutboxMail, AccountError> {
         let code = OneTimeCode::generate();
         let now = self.clock.now();
         let stored = StoredCode {
@@ -91,7 +92,7 @@ impl Accounts {
             expires_at: now + self.policy.code_ttl,
         };
         self.stores.codes.put(to, purpose, &stored).await?;
-        Ok(Email {
+        let mail = Email {
             to: to.clone(),
             name: Some(name.clone()),
             locale: self.policy.default_locale,
@@ -100,7 +101,19 @@ impl Accounts {
                 code,
                 valid_for: self.policy.code_ttl,
             },
-        })
+        };
+        self.seal(&mail, stored.expires_at)
+    }
+
+    /// The outbox row for `mail`, written now, not sent after `expires_at`.
+    pub(super) fn seal(
+        &self,
+        mail: &Email,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<OutboxMail, AccountError> {
+        self.outbox
+            .seal(mail, self.clock.now(), expires_at)
+            .map_err(AccountError::Unexpected)
     }
 
     /// Presents `code` for (address, purpose): consumed or only proven as `on_match` says;
@@ -156,7 +169,9 @@ impl Accounts {
         let mail = self
             .store_new_code(&user.email, &user.full_name, purpose)
             .await?;
-        self.mailer.send(&mail).await?;
+        // No other write to share: the outbox row is the write.
+        self.stores.outbox.enqueue(&mail).await?;
+        self.outbox.wake();
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Use cases: the only layer that coordinates several stores and the mailer.
+//! Use cases: the only layer that coordinates several stores and the mail outbox.
 
 mod codes;
 mod login;
@@ -17,7 +17,7 @@ pub use sessions::{Authenticated, IssuedSession};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::Locale;
-use crate::email::{EmailSender, SendError};
+use crate::email::Outbox;
 use crate::store::{StoreError, Stores};
 use crate::tokens::KeyRing;
 use crate::tokens::keyring::{KeyRingError, VerifyError};
@@ -47,7 +47,7 @@ pub enum AccountError {
     /// A code was sent to this address for this purpose too recently.
     #[error("a code was sent recently; retry after {0:?}")]
     Cooldown(Duration),
-    /// A dependency (database, Redis, mail) is down or slow.
+    /// A dependency (database, Redis) is down or slow. (Mail is not: it waits in the outbox.)
     #[error("dependency unavailable: {0:#}")]
     Unavailable(anyhow::Error),
     /// A bug or corrupt data.
@@ -82,12 +82,6 @@ impl From<VerifyError> for AccountError {
             }
             VerifyError::Ring(e) => e.into(),
         }
-    }
-}
-
-impl From<SendError> for AccountError {
-    fn from(e: SendError) -> Self {
-        Self::Unavailable(e.0)
     }
 }
 
@@ -141,7 +135,7 @@ impl Policy {
 #[derive(Clone)]
 pub struct Accounts {
     stores: Stores,
-    mailer: Arc<dyn EmailSender>,
+    outbox: Outbox,
     clock: Arc<dyn Clock>,
     hasher: Hasher,
     codes: CodeHasher,
@@ -154,8 +148,8 @@ pub struct Accounts {
 pub struct Deps {
     /// Every store.
     pub stores: Stores,
-    /// Mail transport.
-    pub mailer: Arc<dyn EmailSender>,
+    /// Seals mail into outbox rows and wakes this instance's sender.
+    pub outbox: Outbox,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Password hashing.
@@ -175,7 +169,7 @@ impl Accounts {
     pub fn new(deps: Deps) -> Self {
         Self {
             stores: deps.stores,
-            mailer: deps.mailer,
+            outbox: deps.outbox,
             clock: deps.clock,
             hasher: deps.hasher,
             codes: deps.codes,

@@ -1,8 +1,9 @@
 //! Registration and address verification.
 //!
-//! Write order keeps every failure harmless: the code is stored before the user row, and mail
-//! goes out only after both. A failure after the code is stored leaves an orphan code nobody
-//! was sent (it expires by itself), never a user without a way to verify.
+//! Write order keeps every failure harmless: the code is stored first, then the user row and
+//! the mail's outbox row commit together (the outbox's sender delivers it; nothing is sent from
+//! the request). A failure after the code is stored leaves an orphan code nobody was sent (it
+//! expires by itself), never a user without a way to verify.
 
 use secrecy::SecretString;
 
@@ -13,6 +14,9 @@ use crate::domain::{
 };
 use crate::email::{Email, Message};
 use crate::store::Inserted;
+
+/// How long an "already registered" notice stays worth sending while the transport is down.
+const NOTICE_MAX_AGE: time::Duration = time::Duration::days(1);
 
 /// A registration request, parsed.
 #[derive(Debug)]
@@ -48,7 +52,7 @@ impl Accounts {
             full_name,
         } = request;
         // Every branch costs exactly one Argon2 run.
-        let mail = match self.stores.users.find_by_email(&email).await? {
+        match self.stores.users.find_by_email(&email).await? {
             None => {
                 let password_hash = self.hasher.hash(password).await?;
                 self.register_new(&email, full_name, password_hash).await?
@@ -65,8 +69,8 @@ impl Accounts {
                 self.register_existing_user(existing, full_name, password_hash)
                     .await?
             }
-        };
-        self.mailer.send(&mail).await?;
+        }
+        self.outbox.wake();
         Ok(())
     }
 
@@ -75,7 +79,7 @@ impl Accounts {
         email: &EmailAddress,
         full_name: FullName,
         password_hash: PasswordHash,
-    ) -> Result<Email, AccountError> {
+    ) -> Result<(), AccountError> {
         let mail = self
             .store_new_code(email, &full_name, CodePurpose::Registration)
             .await?;
@@ -90,10 +94,10 @@ impl Accounts {
             updated_at: now,
             verified_at: None,
         };
-        match self.stores.users.insert(&user).await? {
+        match self.stores.users.insert(&user, &mail).await? {
             Inserted::Created => {
                 tracing::info!(user_id = %user.id.0, "pending account created");
-                Ok(mail)
+                Ok(())
             }
             // A concurrent registration of the same address won the insert; take the path an
             // existing account takes (this hash has a salt of its own: it simply counts as a
@@ -120,7 +124,7 @@ impl Accounts {
         existing: User,
         full_name: FullName,
         password_hash: PasswordHash,
-    ) -> Result<Email, AccountError> {
+    ) -> Result<(), AccountError> {
         if existing.status == UserStatus::Pending {
             let mail = self
                 .store_new_code(&existing.email, &full_name, CodePurpose::Registration)
@@ -133,22 +137,26 @@ impl Accounts {
             if self
                 .stores
                 .users
-                .register_again(existing.id, &registration, MAX_PENDING_REGISTRATIONS)
+                .register_again(existing.id, &registration, MAX_PENDING_REGISTRATIONS, &mail)
                 .await?
             {
                 tracing::info!(user_id = %existing.id.0, "pending account registered again");
-                return Ok(mail);
+                return Ok(());
             }
             // Verified in the meantime: fall through to the notice.
         }
         tracing::info!(user_id = %existing.id.0, "registration for an existing account");
         // The owner's name, not the one just typed: the notice goes to the owner.
-        Ok(Email {
+        let notice = Email {
             to: existing.email,
             name: Some(existing.full_name),
             locale: self.policy.default_locale,
             message: Message::AccountAlreadyExists,
-        })
+        };
+        // Nothing else is written for an existing account: the outbox row is the write.
+        let mail = self.seal(&notice, self.clock.now() + NOTICE_MAX_AGE)?;
+        self.stores.outbox.enqueue(&mail).await?;
+        Ok(())
     }
 
     /// `POST /api/auth/verify-registration`: consumes the code, activates the account and

@@ -203,6 +203,13 @@ pub struct Settings {
     /// Bound on connecting to the SMTP server and on each SMTP command, seconds.
     #[arg(long = "smtp-timeout-seconds", env = "AIDLC_SMTP_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds)]
     pub smtp_timeout: Duration,
+    /// How often each instance reads the mail outbox for mail other instances wrote,
+    /// milliseconds (its own mail is sent at once).
+    #[arg(long = "outbox-poll-ms", env = "AIDLC_OUTBOX_POLL_MS", default_value = "1000", value_parser = millis)]
+    pub outbox_poll: Duration,
+    /// Sending attempts before a mail is given up on (dead); a permanent refusal ends it at once.
+    #[arg(long, env = "AIDLC_OUTBOX_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbox_max_attempts: u32,
     /// Language of mail when the request names none we have: `ko` or `en`.
     #[arg(long, env = "AIDLC_DEFAULT_LOCALE", default_value = "ko")]
     pub default_locale: Locale,
@@ -376,6 +383,8 @@ impl fmt::Debug for Settings {
             .field("allow_log_email", &self.allow_log_email)
             .field("smtp_url", &self.smtp_url.as_ref().map(url))
             .field("smtp_timeout", &self.smtp_timeout)
+            .field("outbox_poll", &self.outbox_poll)
+            .field("outbox_max_attempts", &self.outbox_max_attempts)
             .field("default_locale", &self.default_locale)
             .field("email_from", &self.email_from)
             .field("jwt_issuer", &self.jwt_issuer)

@@ -230,3 +230,15 @@ fn bad_values_name_their_variable() {
     let err = Settings::from_vars(vars(&[("PORT", "eighty")])).unwrap_err();
     assert!(err.to_string().contains("PORT"));
 }
+
+#[test]
+fn the_outbox_defaults_and_bounds() {
+    let s = Settings::default();
+    assert_eq!(s.outbox_poll, Duration::from_millis(1000));
+    assert_eq!(s.outbox_max_attempts, 8);
+    let err = Settings::from_vars(vars(&[("AIDLC_OUTBOX_POLL_MS", "0")])).unwrap_err();
+    assert!(err.to_string().contains("AIDLC_OUTBOX_POLL_MS"), "{err}");
+    assert!(Settings::from_vars(vars(&[("AIDLC_OUTBOX_MAX_ATTEMPTS", "0")])).is_err());
+    let s = Settings::from_vars(vars(&[("AIDLC_OUTBOX_MAX_ATTEMPTS", "3")])).unwrap();
+    assert_eq!(s.outbox_max_attempts, 3);
+}

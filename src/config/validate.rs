@@ -4,6 +4,9 @@ use secrecy::ExposeSecret;
 
 use super::{ConfigError, EmailTransport, Settings, redact_url};
 
+/// The shortest outbox poll interval accepted.
+const MIN_OUTBOX_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Settings {
     /// The rules that span several settings, including the deployed-environment refusal.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -49,6 +52,10 @@ impl Settings {
         }
         if self.dependency_timeout.is_zero() {
             return refuse("AIDLC_DEPENDENCY_TIMEOUT_MS must be positive");
+        }
+        if self.outbox_poll < MIN_OUTBOX_POLL {
+            // Every instance reads the outbox this often: a tiny value is a busy loop.
+            return refuse("AIDLC_OUTBOX_POLL_MS must be at least 10");
         }
         if self.database_max_connections == 0 {
             return refuse("AIDLC_DATABASE_MAX_CONNECTIONS must be at least 1");

@@ -1,7 +1,10 @@
-//! Outgoing mail: what we send (`Email`), how it reads (`templates`), and the `EmailSender`
-//! seam that transports implement (`log` for development, `smtp`; `ses` is a later slice).
+//! Outgoing mail: what we send (`Email`), how it reads (`templates`), the `EmailSender`
+//! seam that transports implement (`log` for development, `smtp`; `ses` is a later slice), and
+//! the outbox that carries each mail from the transaction that causes it to its transport.
 
+mod dispatch;
 mod log;
+mod outbox;
 mod smtp;
 mod templates;
 
@@ -10,7 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use self::dispatch::{DispatchConfig, Dispatcher};
 pub use self::log::LogSender;
+pub use self::outbox::{Outbox, UnreadableMail};
 pub use self::smtp::SmtpSender;
 pub use self::templates::{RenderError, Rendered, Templates};
 use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OneTimeCode};

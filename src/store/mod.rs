@@ -4,6 +4,7 @@
 //! live in Redis when `REDIS_URL` is set and in the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
+mod outbox;
 mod redis;
 mod sql;
 
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use rand::RngCore;
 use time::OffsetDateTime;
 
+pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{
@@ -71,17 +73,19 @@ pub trait UserStore: Send + Sync {
     async fn find_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>>;
     /// The account with `id`, if any.
     async fn find_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
-    /// Inserts a new account (a pending one with its first registration); the unique address
-    /// index decides races.
-    async fn insert(&self, user: &User) -> StoreResult<Inserted>;
+    /// Inserts a new account (a pending one with its first registration) and queues `mail`,
+    /// in one transaction; the unique address index decides races (then nothing is written).
+    async fn insert(&self, user: &User, mail: &OutboxMail) -> StoreResult<Inserted>;
     /// Records one more registration of a still-pending account (or repeats one made with the
     /// same password hash, taking its name) and makes it the account's newest; keeps the
-    /// `keep` newest registrations. False if the account is no longer pending.
+    /// `keep` newest registrations, and queues `mail`, in one transaction. False (and nothing
+    /// written) if the account is no longer pending.
     async fn register_again(
         &self,
         id: UserId,
         registration: &PendingRegistration,
         keep: u32,
+        mail: &OutboxMail,
     ) -> StoreResult<bool>;
     /// The registrations of a still-pending account, newest first (empty for any other).
     async fn pending_registrations(&self, id: UserId) -> StoreResult<Vec<PendingRegistration>>;
@@ -314,6 +318,8 @@ pub struct SweepCutoffs {
     pub keys_retired_before: OffsetDateTime,
     /// Pending accounts last registered before this (never verified).
     pub pending_before: OffsetDateTime,
+    /// Outbox rows finished (sent, dead, expired) before this.
+    pub outbox_finished_before: OffsetDateTime,
 }
 
 /// Every store the service uses, chosen once from the settings.
@@ -335,6 +341,8 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     /// The SQL clean-up job.
     pub sweeper: Arc<dyn Sweep>,
+    /// The mail outbox (SQL: its rows share the transactions of the writes that cause them).
+    pub outbox: Arc<dyn OutboxStore>,
 }
 
 impl Stores {
@@ -351,6 +359,7 @@ impl Stores {
             redis: None,
             keys: sql.keys,
             sweeper: sql.sweeper,
+            outbox: sql.outbox,
         };
         if let Some(url) = &settings.redis_url {
             let key_name_secret =
@@ -386,6 +395,11 @@ pub async fn shared_secret(
         .get_or_create(name, &candidate, clock.now())
         .await
         .with_context(|| format!("loading the shared secret {name}"))
+}
+
+/// The outbox alone (for `aidlc-auth outbox`).
+pub async fn connect_outbox_store(settings: &Settings) -> anyhow::Result<Arc<dyn OutboxStore>> {
+    Ok(sql::connect(settings).await?.outbox)
 }
 
 /// The signing-key store alone (for `keys rotate`, which needs neither Redis nor the rest).

@@ -10,6 +10,7 @@ mod key_revocation;
 mod login;
 mod openapi;
 mod outages;
+mod outbox;
 mod refresh;
 mod registration;
 mod session_management;

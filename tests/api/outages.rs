@@ -261,30 +261,42 @@ async fn app_does_not_start_when_redis_is_unreachable() {
     assert!(format!("{error:#}").contains("Redis"), "{error:#}");
 }
 
-backend_tests!(mail_failure_answers_503_and_the_retry_is_not_throttled);
+backend_tests!(mail_failure_still_answers_202_and_the_mail_arrives_once_the_transport_recovers);
 
-async fn mail_failure_answers_503_and_the_retry_is_not_throttled(backend: Backend) {
+// Before the outbox, mail was sent from the request: a failing transport was the client's 503
+// and the cooldown was given back for its retry. Now the mail is queued with the account, the
+// request succeeds, and the outbox's sender delivers the mail once the transport works again.
+async fn mail_failure_still_answers_202_and_the_mail_arrives_once_the_transport_recovers(
+    backend: Backend,
+) {
     let app = TestApp::spawn(backend).await;
     let email = unique_email("nomail");
     let active = unique_email("active");
     app.register_active(&active, PASSWORD, "Active").await;
 
     app.mailbox().set_failing(true);
-    expect_unavailable(app.register(&email, PASSWORD, "No Mail")).await;
-    expect_unavailable(app.request_login_code(&active)).await;
-
-    // The failed sends gave their cooldowns back: the retries go through at once.
-    app.mailbox().set_failing(false);
     expect_json(
         app.register(&email, PASSWORD, "No Mail").await,
         StatusCode::ACCEPTED,
     )
     .await;
+    expect_json(app.request_login_code(&active).await, StatusCode::ACCEPTED).await;
+    // Tried, refused, and waiting for its retry.
+    assert!(app.mailbox().sent_to(&email).is_empty());
+    assert!(
+        app.mailbox()
+            .codes_for(&active, CodePurpose::Login)
+            .is_empty()
+    );
+
+    // The transport recovers; the retries (at most 1 s later) deliver each mail once.
+    app.mailbox().set_failing(false);
+    app.advance(2);
     let code = app
         .mailbox()
         .last_code_for(&email, CodePurpose::Registration);
+    assert_eq!(app.mailbox().sent_to(&email).len(), 1);
     expect_session(app.verify_registration(&email, &code).await).await;
-    expect_json(app.request_login_code(&active).await, StatusCode::ACCEPTED).await;
     let code = app.mailbox().last_code_for(&active, CodePurpose::Login);
     expect_session(app.verify_login(&active, &code).await).await;
     app.stop().await;

@@ -7,15 +7,15 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 
 use crate::helpers::{
-    Backend, CaughtMail, PASSWORD, TestEnv, backend_tests, expect_error, expect_json,
-    expect_session, smtp, unique_email,
+    Backend, CaughtMail, PASSWORD, TestApp, TestEnv, backend_tests, expect_json, expect_session,
+    smtp, unique_email,
 };
 
 backend_tests!(
     registration_mail_arrives_in_korean_with_text_and_html_and_its_code_verifies,
     english_is_sent_when_it_is_the_default_locale,
     a_name_with_markup_is_escaped_in_the_html_part_and_kept_out_of_headers,
-    an_smtp_server_refusing_connections_makes_registration_answer_503,
+    an_smtp_server_refusing_connections_delays_the_mail_until_it_is_back,
 );
 
 /// A test environment whose apps send mail by SMTP to `url`.
@@ -27,9 +27,15 @@ async fn smtp_env(backend: Backend, url: &str) -> TestEnv {
     env
 }
 
+/// Every mail `address` received, once `app`'s outbox has settled (sent what is due).
+async fn mail_for(app: &TestApp, address: &str) -> Vec<CaughtMail> {
+    app.mailbox().settled().await;
+    smtp().mail_for(address)
+}
+
 /// The one mail `address` received; panics unless there is exactly one.
-fn only_mail(address: &str) -> CaughtMail {
-    let mut mail = smtp().mail_for(address);
+async fn only_mail(app: &TestApp, address: &str) -> CaughtMail {
+    let mut mail = mail_for(app, address).await;
     assert_eq!(mail.len(), 1, "mail for {address}: {mail:#?}");
     mail.remove(0)
 }
@@ -45,7 +51,7 @@ async fn registration_mail_arrives_in_korean_with_text_and_html_and_its_code_ver
     )
     .await;
 
-    let mail = only_mail(&email);
+    let mail = only_mail(&app, &email).await;
     assert_eq!(mail.rcpt_tos, vec![email.clone()]);
     assert_eq!(mail.mail_from, "no-reply@aidlc.local");
     assert_eq!(mail.header("To"), Some(email.as_str()));
@@ -71,7 +77,7 @@ async fn registration_mail_arrives_in_korean_with_text_and_html_and_its_code_ver
         StatusCode::ACCEPTED,
     )
     .await;
-    let mail = smtp().mail_for(&email);
+    let mail = mail_for(&app, &email).await;
     assert_eq!(mail.len(), 2, "{mail:#?}");
     let notice = &mail[1];
     assert_eq!(notice.subject, "[AIDLC] 이 주소로 가입 시도가 있었습니다");
@@ -95,7 +101,7 @@ async fn english_is_sent_when_it_is_the_default_locale(backend: Backend) {
     )
     .await;
 
-    let mail = only_mail(&email);
+    let mail = only_mail(&app, &email).await;
     assert_eq!(mail.subject, "[AIDLC] Confirm your e-mail address");
     for part in [mail.text(), mail.html()] {
         assert!(part.contains("Hello Jane Doe,"), "{part}");
@@ -116,7 +122,7 @@ async fn a_name_with_markup_is_escaped_in_the_html_part_and_kept_out_of_headers(
     )
     .await;
 
-    let mail = only_mail(&email);
+    let mail = only_mail(&app, &email).await;
     let html = mail.html();
     assert!(!html.contains("<b>"), "{html}");
     assert!(!html.contains("<a href"), "{html}");
@@ -135,7 +141,7 @@ async fn a_name_with_markup_is_escaped_in_the_html_part_and_kept_out_of_headers(
     app.stop().await;
 }
 
-async fn an_smtp_server_refusing_connections_makes_registration_answer_503(backend: Backend) {
+async fn an_smtp_server_refusing_connections_delays_the_mail_until_it_is_back(backend: Backend) {
     // A port nobody listens on: connections are refused at once.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refused = format!("smtp://127.0.0.1:{}", closed.local_addr().unwrap().port());
@@ -145,27 +151,26 @@ async fn an_smtp_server_refusing_connections_makes_registration_answer_503(backe
     let app = env.spawn().await;
     let email = unique_email("smtp-down");
 
-    // Sent inline today, so the failure is the client's 503 (the outbox makes this a 202).
-    expect_error(
-        app.register(&email, PASSWORD, "Down").await,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "service_unavailable",
-    )
-    .await;
-    assert!(smtp().mail_for(&email).is_empty());
-
-    // Once mail flows again the client's retry is not held back by the resend cooldown, and
-    // its code verifies the account.
-    let mut working = env.clone();
-    working.settings.smtp_url = Some(SecretString::from(smtp().url.clone()));
-    let recovered = working.spawn().await;
+    // Before the outbox this was the client's 503; now the mail is queued with the account.
     expect_json(
-        recovered.register(&email, PASSWORD, "Down").await,
+        app.register(&email, PASSWORD, "Down").await,
         StatusCode::ACCEPTED,
     )
     .await;
-    let mail = only_mail(&email);
-    expect_session(recovered.verify_registration(&email, &mail.code()).await).await;
+    assert!(mail_for(&app, &email).await.is_empty());
+    let rows = app.db().outbox_rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "queued", "{rows:#?}");
+    assert!(rows[0].attempts >= 1, "{rows:#?}");
     app.stop().await;
+
+    // The service comes back with a working server: the queued mail arrives, once, and its
+    // code verifies the account.
+    let mut working = env.clone();
+    working.settings.smtp_url = Some(SecretString::from(smtp().url.clone()));
+    let recovered = working.spawn().await;
+    recovered.advance(2);
+    let mail = only_mail(&recovered, &email).await;
+    expect_session(recovered.verify_registration(&email, &mail.code()).await).await;
     recovered.stop().await;
 }

@@ -4,6 +4,7 @@
 
 mod codes;
 mod keys;
+mod outbox;
 mod postgres;
 mod sessions;
 mod sqlite;
@@ -22,8 +23,8 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::{
-    CodeStore, KeyStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult, Sweep,
-    SweepCutoffs, UserStore, bounded,
+    CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult,
+    Sweep, SweepCutoffs, UserStore, bounded,
 };
 use crate::config::{DatabaseKind, Settings};
 
@@ -116,6 +117,7 @@ pub(crate) struct SqlHandles {
     pub ping: Arc<dyn Ping>,
     pub keys: Arc<dyn KeyStore>,
     pub sweeper: Arc<dyn Sweep>,
+    pub outbox: Arc<dyn OutboxStore>,
 }
 
 impl SqlHandles {
@@ -128,6 +130,7 @@ impl SqlHandles {
             secrets: store.clone(),
             ping: store.clone(),
             keys: store.clone(),
+            outbox: store.clone(),
             sweeper: store,
         }
     }
@@ -220,6 +223,9 @@ const SWEEP_KEYS: &str = "DELETE FROM signing_keys WHERE kid IN \
 const SWEEP_PENDING_USERS: &str = "DELETE FROM users WHERE id IN \
      (SELECT id FROM users WHERE status = 'pending' AND updated_at <= $1 LIMIT $2)";
 
+const SWEEP_OUTBOX: &str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+     WHERE status IN ('sent', 'dead', 'expired') AND updated_at <= $1 LIMIT $2)";
+
 /// Batches one sweep runs per statement at most; the rest waits for the next sweep, so a
 /// sweep never monopolises the database.
 const MAX_SWEEP_BATCHES: u32 = 100;
@@ -280,6 +286,7 @@ impl Sweep for SqlStore {
             (SWEEP_SESSIONS, cutoffs.now),
             (SWEEP_KEYS, cutoffs.keys_retired_before),
             (SWEEP_PENDING_USERS, cutoffs.pending_before),
+            (SWEEP_OUTBOX, cutoffs.outbox_finished_before),
         ] {
             for _ in 0..MAX_SWEEP_BATCHES {
                 let deleted = bounded(self.timeout, "sweeping expired rows", async {

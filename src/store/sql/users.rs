@@ -4,11 +4,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::outbox::insert_mail;
 use super::{DbTime, SqlStore, sql, sql_tx};
 use crate::domain::{
     EmailAddress, FullName, PasswordHash, PendingRegistration, User, UserId, UserStatus,
 };
-use crate::store::{Inserted, StoreError, StoreResult, UserStore, bounded};
+use crate::store::{Inserted, OutboxMail, StoreError, StoreResult, UserStore, bounded};
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -98,7 +99,7 @@ impl UserStore for SqlStore {
         row.map(User::try_from).transpose()
     }
 
-    async fn insert(&self, user: &User) -> StoreResult<Inserted> {
+    async fn insert(&self, user: &User, mail: &OutboxMail) -> StoreResult<Inserted> {
         bounded(self.timeout, "inserting user", async {
             let mut tx = self.pool.begin().await?;
             let inserted = sql_tx!(&mut tx, |db| {
@@ -131,6 +132,7 @@ impl UserStore for SqlStore {
                         .map(drop)
                 })?;
             }
+            insert_mail(&mut tx, mail).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Inserted::Created)
         })
@@ -142,6 +144,7 @@ impl UserStore for SqlStore {
         id: UserId,
         registration: &PendingRegistration,
         keep: u32,
+        mail: &OutboxMail,
     ) -> StoreResult<bool> {
         let keep = i64::from(keep.max(1));
         bounded(self.timeout, "registering pending user again", async {
@@ -179,6 +182,7 @@ impl UserStore for SqlStore {
                     .await
                     .map(drop)
             })?;
+            insert_mail(&mut tx, mail).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(true)
         })

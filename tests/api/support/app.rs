@@ -52,7 +52,7 @@ impl TestEnv {
     /// A fresh database (and Redis prefix), cheap Argon2, port 0 on 127.0.0.1.
     pub async fn new(backend: Backend) -> Self {
         init_tracing();
-        let db = TestDatabase::create(backend).await;
+        let db = Arc::new(TestDatabase::create(backend).await);
         let settings = Settings {
             host: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: 0,
@@ -73,13 +73,16 @@ impl TestEnv {
                 parallelism: 1,
             },
             database_max_connections: 5,
+            // Retries after the test moves the clock are picked up quickly.
+            outbox_poll: Duration::from_millis(100),
             ..Settings::default()
         };
+        let clock = Arc::new(ManualClock::starting_now());
         Self {
             settings,
-            clock: Arc::new(ManualClock::starting_now()),
-            mailbox: Mailbox::default(),
-            db: Arc::new(db),
+            mailbox: Mailbox::new(db.clone(), clock.clone()),
+            clock,
+            db,
             capture_mail: true,
         }
     }

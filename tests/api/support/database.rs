@@ -4,11 +4,45 @@
 use std::path::PathBuf;
 
 use sqlx::{AssertSqlSafe, Connection};
+use time::OffsetDateTime;
+use time::macros::format_description;
 use uuid::Uuid;
 
 use super::backend::Backend;
 use super::proxy::TcpProxy;
 use super::servers;
+
+/// One outbox row, read directly.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// The template.
+    pub kind: String,
+    /// The address.
+    pub recipient: String,
+    /// The greeting's name.
+    pub name: Option<String>,
+    /// The language.
+    pub locale: String,
+    /// The sealed code (None once sent or expired, or for mail without a code).
+    pub payload: Option<Vec<u8>>,
+    /// The sealing key's name.
+    pub key_id: Option<String>,
+    /// queued, sending, sent, dead or expired.
+    pub status: String,
+    /// Sends tried.
+    pub attempts: i32,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// A time as the app's SQLite rows hold it (fixed-width RFC 3339, so text order is time order).
+fn sqlite_time(t: OffsetDateTime) -> String {
+    let fixed =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&fixed)
+        .expect("formatting a time")
+}
 
 /// A database (and Redis prefix) created for one test, removed when its last app stops.
 pub struct TestDatabase {
@@ -101,6 +135,85 @@ impl TestDatabase {
                 n
             }
         }
+    }
+
+    /// Outbox rows in flight, or queued and due (or past expiry) at `now`: what the apps'
+    /// senders still have to act on.
+    pub async fn outbox_busy(&self, now: OffsetDateTime) -> i64 {
+        const SQL: &str = "SELECT count(*) FROM outbox WHERE status = 'sending' \
+             OR (status = 'queued' AND (next_attempt_at <= $1 OR expires_at <= $1))";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let n = sqlx::query_scalar(SQL)
+                    .bind(sqlite_time(now))
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                n
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = self.postgres().await;
+                let n = sqlx::query_scalar(SQL)
+                    .bind(now)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                n
+            }
+        }
+    }
+
+    /// Runs one statement directly against the test database (to stage what a crash leaves).
+    pub async fn execute(&self, sql: &'static str) -> u64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let done = sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = self.postgres().await;
+                let done = sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+        }
+    }
+
+    /// Every outbox row, oldest first, as it is stored.
+    pub async fn outbox_rows(&self) -> Vec<OutboxRow> {
+        const SQL: &str = "SELECT kind, recipient, name, locale, payload, key_id, status, \
+             attempts, last_error FROM outbox ORDER BY created_at";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let rows = sqlx::query_as(SQL).fetch_all(&mut conn).await.expect(SQL);
+                let _ = conn.close().await;
+                rows
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = self.postgres().await;
+                let rows = sqlx::query_as(SQL).fetch_all(&mut conn).await.expect(SQL);
+                let _ = conn.close().await;
+                rows
+            }
+        }
+    }
+
+    async fn sqlite(&self) -> sqlx::SqliteConnection {
+        sqlx::SqliteConnection::connect(&self.direct_url)
+            .await
+            .expect("opening the SQLite test database")
+    }
+
+    async fn postgres(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.direct_url)
+            .await
+            .expect("connecting to the PostgreSQL test database")
     }
 
     /// The stored PKCS#8 private key of signing key `kid`, read directly.
