@@ -5,7 +5,7 @@ use std::future::Future;
 use hmac::Mac;
 
 use super::{AccountError, Accounts};
-use crate::domain::{CodePurpose, EmailAddress, FullName, OnMatch, OneTimeCode};
+use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode};
 use crate::email::{Email, Message};
 use crate::store::{CodeCheck, Cooldown, OutboxMail, StoredCode};
 
@@ -83,6 +83,7 @@ impl Accounts {
         to: &EmailAddress,
         name: &FullName,
         purpose: CodePurpose,
+        locale: Locale,
     ) -> Result<OutboxMail, AccountError> {
         let code = OneTimeCode::generate();
         let now = self.clock.now();
@@ -95,7 +96,7 @@ impl Accounts {
         let mail = Email {
             to: to.clone(),
             name: Some(name.clone()),
-            locale: self.policy.default_locale,
+            locale,
             message: Message::VerificationCode {
                 purpose,
                 code,
@@ -167,7 +168,7 @@ impl Accounts {
             return Ok(());
         }
         let mail = self
-            .store_new_code(&user.email, &user.full_name, purpose)
+            .store_new_code(&user.email, &user.full_name, purpose, user.locale)
             .await?;
         // No other write to share: the outbox row is the write.
         self.stores.outbox.enqueue(&mail).await?;

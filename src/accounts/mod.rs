@@ -92,6 +92,8 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     /// The client's User-Agent header.
     pub user_agent: Option<String>,
+    /// The supported language its `Accept-Language` settles on, if any.
+    pub locale: Option<crate::domain::Locale>,
 }
 
 /// The lifetimes and limits the use cases enforce.

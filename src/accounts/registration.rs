@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use super::{AccountError, Accounts, ClientInfo, IssuedSession};
 use crate::domain::{
-    CodePurpose, EmailAddress, FullName, OnMatch, OneTimeCode, Password, PasswordHash,
+    CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode, Password, PasswordHash,
     PendingRegistration, User, UserId, UserStatus,
 };
 use crate::email::{Email, Message};
@@ -27,6 +27,8 @@ pub struct Registration {
     pub password: Password,
     /// Display name.
     pub full_name: FullName,
+    /// The language the client asked for (`Accept-Language`); the default when None.
+    pub locale: Option<Locale>,
 }
 
 impl Accounts {
@@ -50,12 +52,15 @@ impl Accounts {
             email,
             password,
             full_name,
+            locale,
         } = request;
+        let locale = locale.unwrap_or(self.policy.default_locale);
         // Every branch costs exactly one Argon2 run.
         match self.stores.users.find_by_email(&email).await? {
             None => {
                 let password_hash = self.hasher.hash(password).await?;
-                self.register_new(&email, full_name, password_hash).await?
+                self.register_new(&email, full_name, password_hash, locale)
+                    .await?
             }
             Some(existing) => {
                 let password_hash = if existing.status == UserStatus::Pending {
@@ -66,7 +71,7 @@ impl Accounts {
                 } else {
                     self.hasher.hash(password).await?
                 };
-                self.register_existing_user(existing, full_name, password_hash)
+                self.register_existing_user(existing, full_name, password_hash, locale)
                     .await?
             }
         }
@@ -79,9 +84,10 @@ impl Accounts {
         email: &EmailAddress,
         full_name: FullName,
         password_hash: PasswordHash,
+        locale: Locale,
     ) -> Result<(), AccountError> {
         let mail = self
-            .store_new_code(email, &full_name, CodePurpose::Registration)
+            .store_new_code(email, &full_name, CodePurpose::Registration, locale)
             .await?;
         let now = self.clock.now();
         let user = User {
@@ -93,6 +99,7 @@ impl Accounts {
             created_at: now,
             updated_at: now,
             verified_at: None,
+            locale,
         };
         match self.stores.users.insert(&user, &mail).await? {
             Inserted::Created => {
@@ -113,7 +120,7 @@ impl Accounts {
                             "address taken but no account found"
                         ))
                     })?;
-                self.register_existing_user(existing, full_name, password_hash)
+                self.register_existing_user(existing, full_name, password_hash, locale)
                     .await
             }
         }
@@ -124,10 +131,17 @@ impl Accounts {
         existing: User,
         full_name: FullName,
         password_hash: PasswordHash,
+        locale: Locale,
     ) -> Result<(), AccountError> {
         if existing.status == UserStatus::Pending {
+            // In the language of this registration, which becomes the account's.
             let mail = self
-                .store_new_code(&existing.email, &full_name, CodePurpose::Registration)
+                .store_new_code(
+                    &existing.email,
+                    &full_name,
+                    CodePurpose::Registration,
+                    locale,
+                )
                 .await?;
             let registration = PendingRegistration {
                 password_hash,
@@ -146,11 +160,11 @@ impl Accounts {
             // Verified in the meantime: fall through to the notice.
         }
         tracing::info!(user_id = %existing.id.0, "registration for an existing account");
-        // The owner's name, not the one just typed: the notice goes to the owner.
+        // The owner's name and language, not the ones just sent: the notice goes to the owner.
         let notice = Email {
             to: existing.email,
             name: Some(existing.full_name),
-            locale: self.policy.default_locale,
+            locale: existing.locale,
             message: Message::AccountAlreadyExists,
         };
         // Nothing else is written for an existing account: the outbox row is the write.

@@ -50,6 +50,16 @@ impl FromStr for Locale {
     }
 }
 
+/// The supported language an `Accept-Language` header value settles on by itself, or None when
+/// the choice would fall to the service's default (no header, `*`, nothing supported).
+pub fn preferred_locale(header: Option<&str>) -> Option<Locale> {
+    let (ko, en) = (
+        from_accept_language(header, Locale::Ko),
+        from_accept_language(header, Locale::En),
+    );
+    (ko == en).then_some(ko)
+}
+
 /// The locale an `Accept-Language` header value asks for: the supported language with the
 /// highest q-value (the earlier one on a tie); `*` stands for `default`; a language with
 /// `q=0` is refused; no header, or nothing supported, gives `default`. Malformed entries are
@@ -110,6 +120,15 @@ fn quality<'a>(params: impl Iterator<Item = &'a str>) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_header_that_settles_the_language_by_itself_is_a_preference() {
+        assert_eq!(preferred_locale(Some("en-GB,en;q=0.8")), Some(Locale::En));
+        assert_eq!(preferred_locale(Some("ko-KR")), Some(Locale::Ko));
+        assert_eq!(preferred_locale(None), None);
+        assert_eq!(preferred_locale(Some("*")), None);
+        assert_eq!(preferred_locale(Some("fr, de;q=0.5")), None);
+    }
 
     fn pick(header: &str) -> Locale {
         from_accept_language(Some(header), Locale::Ko)

@@ -11,7 +11,7 @@ mod user;
 pub use code::{CodeDecision, CodePurpose, OnMatch, OneTimeCode, judge_code_try};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
-pub use locale::{Locale, from_accept_language};
+pub use locale::{Locale, from_accept_language, preferred_locale};
 pub use password::{Password, PasswordHash};
 pub use session::{
     NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{EmailAddress, FullName, PasswordHash};
+use super::{EmailAddress, FullName, Locale, PasswordHash};
 
 /// A user's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,6 +84,8 @@ pub struct User {
     pub updated_at: OffsetDateTime,
     /// When its address was proven.
     pub verified_at: Option<OffsetDateTime>,
+    /// The language its mail is written in (from `Accept-Language` at registration).
+    pub locale: Locale,
 }
 
 /// One registration of a still-pending address: the password and name it was made with.

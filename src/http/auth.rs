@@ -180,9 +180,11 @@ fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
     ))]
 pub async fn register(
     State(state): State<AppState>,
+    client: ClientInfo,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
     let request = Registration {
+        locale: client.locale,
         email: email(&body.email)?,
         password: Password::parse(body.password)
             .map_err(|e| ApiError::invalid("invalid_password", e))?,

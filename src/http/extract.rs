@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 use crate::accounts::{Authenticated, ClientInfo};
+use crate::domain::preferred_locale;
 
 /// `axum::Json` whose rejections become our JSON errors (400/413/415/422).
 #[derive(Debug, FromRequest)]
@@ -140,6 +141,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(Self { ip, user_agent })
+        let locale = preferred_locale(
+            parts
+                .headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        Ok(Self {
+            ip,
+            user_agent,
+            locale,
+        })
     }
 }

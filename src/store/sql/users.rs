@@ -21,6 +21,7 @@ struct UserRow {
     created_at: DbTime,
     updated_at: DbTime,
     verified_at: Option<DbTime>,
+    locale: String,
 }
 
 impl TryFrom<UserRow> for User {
@@ -37,20 +38,22 @@ impl TryFrom<UserRow> for User {
             created_at: row.created_at.0,
             updated_at: row.updated_at.0,
             verified_at: row.verified_at.map(|t| t.0),
+            locale: row.locale.parse().map_err(|_| corrupt("stored locale"))?,
         })
     }
 }
 
 const FIND_USER_BY_EMAIL: &str = "SELECT id, email, full_name, password_hash, status, \
-     created_at, updated_at, verified_at FROM users WHERE email = $1";
+     created_at, updated_at, verified_at, locale FROM users WHERE email = $1";
 const FIND_USER_BY_ID: &str = "SELECT id, email, full_name, password_hash, status, \
-     created_at, updated_at, verified_at FROM users WHERE id = $1";
+     created_at, updated_at, verified_at, locale FROM users WHERE id = $1";
 const INSERT_USER: &str = "INSERT INTO users (id, email, full_name, password_hash, status, \
-     created_at, updated_at, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     created_at, updated_at, verified_at, locale) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (email) DO NOTHING";
-// The account row always carries its newest registration.
+// The account row always carries its newest registration, including its language (the one
+// the mail just queued for it is written in).
 const UPDATE_PENDING_USER: &str = "UPDATE users SET full_name = $2, password_hash = $3, \
-     updated_at = $4 WHERE id = $1 AND status = 'pending'";
+     updated_at = $4, locale = $5 WHERE id = $1 AND status = 'pending'";
 const PUT_REGISTRATION: &str = "INSERT INTO pending_registrations (user_id, password_hash, \
      full_name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, password_hash) \
      DO UPDATE SET full_name = excluded.full_name, created_at = excluded.created_at";
@@ -112,6 +115,7 @@ impl UserStore for SqlStore {
                     .bind(DbTime(user.created_at))
                     .bind(DbTime(user.updated_at))
                     .bind(user.verified_at.map(DbTime))
+                    .bind(user.locale.as_str())
                     .execute(db)
                     .await
                     .map(|done| done.rows_affected())
@@ -156,6 +160,7 @@ impl UserStore for SqlStore {
                     .bind(registration.full_name.as_str())
                     .bind(registration.password_hash.as_str())
                     .bind(DbTime(registration.created_at))
+                    .bind(mail.locale.as_str())
                     .execute(db)
                     .await
                     .map(|done| done.rows_affected())
