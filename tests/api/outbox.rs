@@ -18,6 +18,7 @@ backend_tests!(
     a_mail_failing_past_the_attempt_limit_is_dead_until_retry_dead_queues_it_again,
     a_permanent_refusal_is_dead_at_the_first_attempt,
     a_mail_leased_by_an_instance_that_died_is_sent_once_its_lease_runs_out,
+    after_an_outage_only_the_newest_code_is_mailed,
 );
 
 /// Seconds past the first retry's back-off (at most 1 s).
@@ -257,4 +258,42 @@ async fn a_mail_leased_by_an_instance_that_died_is_sent_once_its_lease_runs_out(
     );
     expect_session(second.verify_registration(&email, &code).await).await;
     second.stop().await;
+}
+
+async fn after_an_outage_only_the_newest_code_is_mailed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email("superseded");
+    app.mailbox().set_failing(true);
+    expect_json(
+        app.register(&email, PASSWORD, "Superseded").await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    // Two resends during the outage: each code replaces the one before it.
+    for _ in 0..2 {
+        app.advance(61);
+        expect_json(
+            app.resend_code(&email, "registration").await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    }
+    app.mailbox().set_failing(false);
+    app.advance(PAST_FIRST_BACKOFF + 60);
+    let codes = app.mailbox().codes_for(&email, CodePurpose::Registration);
+    assert_eq!(codes.len(), 1, "dead codes are not mailed: {codes:?}");
+    expect_session(app.verify_registration(&email, &codes[0]).await).await;
+    let rows = app.db().outbox_rows().await;
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "expired").count(),
+        2,
+        "{statuses:?}"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.status == "expired")
+            .all(|r| r.payload.is_none())
+    );
+    app.stop().await;
 }

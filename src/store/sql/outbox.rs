@@ -13,6 +13,13 @@ const INSERT_MAIL: &str = "INSERT INTO outbox (id, kind, recipient, name, locale
      valid_for_secs, payload, key_id, status, attempts, next_attempt_at, expires_at, \
      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $9, $9)";
 
+// A new code replaces the one before it (the store keeps only the newest), so queued or dead
+// mails carrying older codes of the same kind for the same address would only deliver dead
+// codes after an outage: they expire instead. A row being sent is left to its sender.
+const SUPERSEDE: &str = "UPDATE outbox SET status = 'expired', payload = NULL, updated_at = $3 \
+     WHERE recipient = $1 AND kind = $2 AND status IN ('queued', 'dead') \
+     AND payload IS NOT NULL";
+
 // Rows nobody holds a live lease on; a dead row keeps its payload only until its code expires.
 const EXPIRE: &str = "UPDATE outbox SET status = CASE WHEN status = 'dead' THEN 'dead' \
      ELSE 'expired' END, payload = NULL, lease_owner = NULL, lease_until = NULL, \
@@ -103,6 +110,17 @@ impl TryFrom<ClaimedRow> for ClaimedMail {
 /// Writes `mail` inside `tx`: the use cases' transactions (a new account, a registration)
 /// carry their mail with them.
 pub(super) async fn insert_mail(tx: &mut SqlTx, mail: &OutboxMail) -> Result<(), sqlx::Error> {
+    if mail.payload.is_some() {
+        sql_tx!(tx, |db| {
+            sqlx::query(SUPERSEDE)
+                .bind(mail.recipient.as_str())
+                .bind(mail.kind.as_str())
+                .bind(DbTime(mail.created_at))
+                .execute(db)
+                .await
+                .map(drop)
+        })?;
+    }
     sql_tx!(tx, |db| {
         sqlx::query(INSERT_MAIL)
             .bind(mail.id)
