@@ -221,6 +221,23 @@ async fn sweep_forever(
             Ok(removed) => tracing::debug!(removed, "swept expired rows"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
         }
+        log_outbox_depth(&stores, now).await;
+    }
+}
+
+/// The outbox's depth and the age of its oldest queued mail, once a sweep: INFO while mail is
+/// waiting or dead (what an operator alarms on), DEBUG when it is empty.
+async fn log_outbox_depth(stores: &Stores, now: time::OffsetDateTime) {
+    match stores.outbox.counts(now).await {
+        Ok(c) if c.queued + c.sending + c.dead > 0 => tracing::info!(
+            queued = c.queued,
+            sending = c.sending,
+            dead = c.dead,
+            oldest_queued_secs = c.oldest_queued.map(|d| d.as_secs()),
+            "mail outbox depth"
+        ),
+        Ok(c) => tracing::debug!(sent = c.sent, expired = c.expired, "mail outbox empty"),
+        Err(e) => tracing::warn!(error = %e, "reading the mail outbox depth failed"),
     }
 }
 
