@@ -13,12 +13,15 @@ const INSERT_MAIL: &str = "INSERT INTO outbox (id, kind, recipient, name, locale
      valid_for_secs, payload, key_id, status, attempts, next_attempt_at, expires_at, \
      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $9, $9)";
 
-// A new code replaces the one before it (the store keeps only the newest), so queued or dead
-// mails carrying older codes of the same kind for the same address would only deliver dead
-// codes after an outage: they expire instead. A row being sent is left to its sender.
-const SUPERSEDE: &str = "UPDATE outbox SET status = 'expired', payload = NULL, updated_at = $3 \
-     WHERE recipient = $1 AND kind = $2 AND status IN ('queued', 'dead') \
-     AND payload IS NOT NULL";
+// A new code replaces the one before it (the store keeps only the newest), so mails carrying
+// older codes of the same kind for the same address would only deliver dead codes after an
+// outage. They expire now: queued and dead ones at once; one being sent keeps its lease, and
+// if that send fails it is never tried again (its expiry has passed).
+const SUPERSEDE: &str = "UPDATE outbox SET expires_at = $3, updated_at = $3, \
+     status = CASE WHEN status = 'sending' THEN 'sending' ELSE 'expired' END, \
+     payload = CASE WHEN status = 'sending' THEN payload ELSE NULL END \
+     WHERE recipient = $1 AND kind = $2 AND status IN ('queued', 'sending', 'dead') \
+     AND payload IS NOT NULL AND expires_at > $3";
 
 // Rows nobody holds a live lease on; a dead row keeps its payload only until its code expires.
 const EXPIRE: &str = "UPDATE outbox SET status = CASE WHEN status = 'dead' THEN 'dead' \
