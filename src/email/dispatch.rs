@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -102,17 +103,22 @@ impl Dispatcher {
                 .claim(&self.owner, now, now + lease, BATCH)
                 .await?;
             let full = claimed.len() == BATCH as usize;
-            for row in claimed {
-                if *stop.borrow() {
-                    // Stopping: what is not sent yet goes back for another instance now,
-                    // instead of waiting for this lease to run out.
-                    let id = row.mail.id;
+            if *stop.borrow() {
+                // Stopping: what is not sent yet goes back for another instance now, instead of
+                // waiting for this lease to run out.
+                for row in claimed {
                     self.store
-                        .release(id, &self.owner, self.clock.now())
+                        .release(row.mail.id, &self.owner, self.clock.now())
                         .await?;
-                    continue;
                 }
-                self.deliver(row).await?;
+            } else {
+                // The batch goes out at once over the transport's pooled connections: one mail
+                // at a time held an instance to about 20 mails/s, each SMTP exchange waiting
+                // ~45 ms for the server's answer (bench/mail_latency.py).
+                let sent = join_all(claimed.into_iter().map(|row| self.deliver(row))).await;
+                for result in sent {
+                    result?;
+                }
             }
             if !full || *stop.borrow() {
                 return Ok(());
