@@ -21,19 +21,24 @@ backend_tests!(
     after_an_outage_only_the_newest_code_is_mailed,
 );
 
+/// With the transport failing from now on: a registration answers 202 and nothing is sent.
+async fn register_while_mail_fails(app: &TestApp, email: &str, full_name: &str) {
+    app.mailbox().set_failing(true);
+    expect_json(
+        app.register(email, PASSWORD, full_name).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert!(app.mailbox().sent_to(email).is_empty());
+}
+
 /// Seconds past the first retry's back-off (at most 1 s).
 const PAST_FIRST_BACKOFF: u64 = 2;
 
 async fn a_mail_queued_while_the_transport_is_down_arrives_after_a_restart(backend: Backend) {
     let first = TestApp::spawn(backend).await;
     let email = unique_email("restart-mail");
-    first.mailbox().set_failing(true);
-    expect_json(
-        first.register(&email, PASSWORD, "Restarted").await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
-    assert!(first.mailbox().sent_to(&email).is_empty());
+    register_while_mail_fails(&first, &email, "Restarted").await;
     let env = first.env.clone();
     first.stop().await;
 
@@ -84,13 +89,7 @@ async fn two_instances_send_each_mail_exactly_once(backend: Backend) {
 async fn a_mail_whose_code_expired_while_the_transport_was_down_is_not_sent(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let email = unique_email("expired-mail");
-    app.mailbox().set_failing(true);
-    expect_json(
-        app.register(&email, PASSWORD, "Too Late").await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
-    assert!(app.mailbox().sent_to(&email).is_empty());
+    register_while_mail_fails(&app, &email, "Too Late").await;
 
     // The transport comes back only after the code's lifetime (900 s by default).
     app.advance(app.env.settings.code_ttl.as_secs() + 1);
@@ -110,13 +109,7 @@ async fn the_outbox_row_never_holds_the_code_in_clear(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let email = unique_email("sealed");
     // The transport refuses for now, so the row still holds its sealed code.
-    app.mailbox().set_failing(true);
-    expect_json(
-        app.register(&email, PASSWORD, "Sealed").await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
-    assert!(app.mailbox().sent_to(&email).is_empty());
+    register_while_mail_fails(&app, &email, "Sealed").await;
     let queued = app.db().outbox_rows().await;
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].status, "queued");
@@ -163,13 +156,7 @@ async fn a_mail_failing_past_the_attempt_limit_is_dead_until_retry_dead_queues_i
     env.settings.outbox_max_attempts = 2;
     let app = env.spawn().await;
     let email = unique_email("dead");
-    app.mailbox().set_failing(true);
-    expect_json(
-        app.register(&email, PASSWORD, "Dead Letter").await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
-    assert!(app.mailbox().sent_to(&email).is_empty());
+    register_while_mail_fails(&app, &email, "Dead Letter").await;
     app.advance(PAST_FIRST_BACKOFF);
     assert!(app.mailbox().sent_to(&email).is_empty());
     let rows = app.db().outbox_rows().await;
@@ -223,13 +210,7 @@ async fn a_permanent_refusal_is_dead_at_the_first_attempt(backend: Backend) {
 async fn a_mail_leased_by_an_instance_that_died_is_sent_once_its_lease_runs_out(backend: Backend) {
     let first = TestApp::spawn(backend).await;
     let email = unique_email("crashed");
-    first.mailbox().set_failing(true);
-    expect_json(
-        first.register(&email, PASSWORD, "Crashed").await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
-    assert!(first.mailbox().sent_to(&email).is_empty());
+    register_while_mail_fails(&first, &email, "Crashed").await;
     let env = first.env.clone();
     first.stop().await;
     // What an instance that died mid-send leaves: the row leased to it, the lease running

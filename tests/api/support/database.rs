@@ -113,9 +113,7 @@ impl TestDatabase {
     pub async fn scalar_i64(&self, sql: &'static str) -> i64 {
         match self.backend {
             Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.direct_url)
-                    .await
-                    .expect("opening the SQLite test database");
+                let mut conn = self.sqlite().await;
                 let n: i64 = sqlx::query_scalar(sql)
                     .fetch_one(&mut conn)
                     .await
@@ -124,9 +122,7 @@ impl TestDatabase {
                 n
             }
             Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = sqlx::PgConnection::connect(&self.direct_url)
-                    .await
-                    .expect("connecting to the PostgreSQL test database");
+                let mut conn = self.postgres().await;
                 let n: i64 = sqlx::query_scalar(sql)
                     .fetch_one(&mut conn)
                     .await
@@ -221,9 +217,7 @@ impl TestDatabase {
         const SQL: &str = "SELECT private_key FROM signing_keys WHERE kid = $1";
         match self.backend {
             Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.direct_url)
-                    .await
-                    .expect("opening the SQLite test database");
+                let mut conn = self.sqlite().await;
                 let key = sqlx::query_scalar(SQL)
                     .bind(kid)
                     .fetch_optional(&mut conn)
@@ -233,9 +227,7 @@ impl TestDatabase {
                 key
             }
             Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = sqlx::PgConnection::connect(&self.direct_url)
-                    .await
-                    .expect("connecting to the PostgreSQL test database");
+                let mut conn = self.postgres().await;
                 let key = sqlx::query_scalar(SQL)
                     .bind(kid)
                     .fetch_optional(&mut conn)
