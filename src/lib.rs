@@ -11,4 +11,5 @@ pub mod email;
 pub mod http;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;

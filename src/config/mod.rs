@@ -7,11 +7,13 @@
 mod parse;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod url;
 mod validate;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use self::parse::parse;
 use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
+pub use self::tls::{DatabaseCa, DatabaseTls};
 pub use self::url::redact_url;
 use crate::domain::Locale;
 
@@ -146,14 +149,35 @@ pub struct Settings {
     /// Listening port (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8001)]
     pub port: u16,
-    /// `postgres://user:pass@host:5432/db` (add `?sslmode=verify-full&sslrootcert=…` for RDS)
-    /// or `sqlite://path`.
+    /// `postgres://user:pass@host:5432/db` or `sqlite://path` (TLS: `AIDLC_DATABASE_TLS`, or
+    /// `sslmode`/`sslrootcert` in the URL).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false)]
     pub database_url: SecretString,
-    /// `redis://host:6379` or `rediss://…`: codes and resend cooldowns live there when set,
-    /// otherwise in the SQL database.
+    /// TLS to PostgreSQL: disable | prefer | require | verify-ca | verify-full (default: the
+    /// URL's `sslmode` if any, else `prefer` in development and `verify-full` in
+    /// staging/production). Overrides the URL's `sslmode`.
+    #[arg(long, env = "AIDLC_DATABASE_TLS")]
+    pub database_tls: Option<DatabaseTls>,
+    /// PEM CA bundle PostgreSQL's certificate is verified against (default: the URL's
+    /// `sslrootcert` if any, else the Amazon RDS bundle built into the binary).
+    #[arg(long, env = "AIDLC_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+    /// Lets staging/production connect to PostgreSQL with less than `verify-full` (warned
+    /// about at every start).
+    #[arg(long, env = "AIDLC_ALLOW_WEAK_DATABASE_TLS", default_value_t = false, action = ArgAction::Set)]
+    pub allow_weak_database_tls: bool,
+    /// `redis://host:6379` or `rediss://…` (TLS): codes and resend cooldowns live there when
+    /// set, otherwise in the SQL database.
     #[arg(long, env = "REDIS_URL", value_parser = secret)]
     pub redis_url: Option<SecretString>,
+    /// Redis AUTH token (ElastiCache), sent as the connection's password (instead of one in
+    /// `REDIS_URL`).
+    #[arg(long, env = "AIDLC_REDIS_AUTH_TOKEN", value_parser = secret)]
+    pub redis_auth_token: Option<SecretString>,
+    /// PEM CA bundle a `rediss://` server's certificate is verified against (default: the
+    /// public web roots, which ElastiCache's certificates chain to).
+    #[arg(long, env = "AIDLC_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key (lets several deployments share one Redis).
     #[arg(long, env = "AIDLC_REDIS_KEY_PREFIX", default_value = "aidlc:")]
     pub redis_key_prefix: String,
@@ -366,7 +390,15 @@ impl fmt::Debug for Settings {
             .field("host", &self.host())
             .field("port", &self.port)
             .field("database_url", &url(&self.database_url))
+            .field("database_tls", &self.database_tls())
+            .field("database_ca", &self.database_ca())
+            .field("allow_weak_database_tls", &self.allow_weak_database_tls)
             .field("redis_url", &self.redis_url.as_ref().map(url))
+            .field(
+                "redis_auth_token",
+                &self.redis_auth_token.as_ref().map(|_| "***"),
+            )
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("allow_embedded_stores", &self.allow_embedded_stores)
             .field("aws_region", &self.aws_region)

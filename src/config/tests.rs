@@ -242,3 +242,119 @@ fn the_outbox_defaults_and_bounds() {
     let s = Settings::from_vars(vars(&[("AIDLC_OUTBOX_MAX_ATTEMPTS", "3")])).unwrap();
     assert_eq!(s.outbox_max_attempts, 3);
 }
+
+const PG: &str = "postgres://u:p@db.example:5432/aidlc_auth";
+
+fn deployed(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let mut pairs = vec![
+        ("ENVIRONMENT", "production"),
+        ("REDIS_URL", "rediss://cache.example:6379"),
+        ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
+        ("AIDLC_ALLOW_LOG_EMAIL", "true"),
+    ];
+    pairs.extend_from_slice(extra);
+    if !pairs.iter().any(|(k, _)| *k == "DATABASE_URL") {
+        pairs.push(("DATABASE_URL", PG));
+    }
+    Settings::from_vars(vars(&pairs))
+}
+
+#[test]
+fn database_tls_defaults_to_prefer_in_development_and_verify_full_with_rds_when_deployed() {
+    let dev = Settings::from_vars(vars(&[("DATABASE_URL", PG)])).unwrap();
+    assert_eq!(dev.database_tls(), DatabaseTls::Prefer);
+    let prod = deployed(&[]).unwrap();
+    assert_eq!(prod.database_tls(), DatabaseTls::VerifyFull);
+    assert_eq!(prod.database_ca(), DatabaseCa::BuiltInRds);
+    assert!(!prod.weak_database_tls());
+}
+
+#[test]
+fn the_database_tls_setting_overrides_the_url_which_overrides_the_default() {
+    let url = format!("{PG}?sslmode=require&sslrootcert=/etc/url-ca.pem");
+    let from_url = Settings::from_vars(vars(&[("DATABASE_URL", &url)])).unwrap();
+    assert_eq!(from_url.database_tls(), DatabaseTls::Require);
+    assert_eq!(
+        from_url.database_ca(),
+        DatabaseCa::File {
+            path: "/etc/url-ca.pem".into(),
+            from: "DATABASE_URL sslrootcert"
+        }
+    );
+    let set = Settings::from_vars(vars(&[
+        ("DATABASE_URL", &url),
+        ("AIDLC_DATABASE_TLS", "verify-ca"),
+        ("AIDLC_DATABASE_CA_FILE", "/etc/ca.pem"),
+    ]))
+    .unwrap();
+    assert_eq!(set.database_tls(), DatabaseTls::VerifyCa);
+    assert_eq!(
+        set.database_ca(),
+        DatabaseCa::File {
+            path: "/etc/ca.pem".into(),
+            from: "AIDLC_DATABASE_CA_FILE"
+        }
+    );
+    let err = Settings::from_vars(vars(&[("AIDLC_DATABASE_TLS", "allow")])).unwrap_err();
+    assert!(err.to_string().contains("AIDLC_DATABASE_TLS"), "{err}");
+    let url = format!("{PG}?sslmode=allow");
+    let err = Settings::from_vars(vars(&[("DATABASE_URL", &url)])).unwrap_err();
+    assert!(err.to_string().contains("sslmode=allow"), "{err}");
+}
+
+#[test]
+fn deployed_refuses_weaker_than_verify_full_unless_allowed() {
+    for weak in ["disable", "prefer", "require", "verify-ca"] {
+        let err = deployed(&[("AIDLC_DATABASE_TLS", weak)]).unwrap_err();
+        assert!(
+            err.to_string().contains("AIDLC_DATABASE_TLS=verify-full"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("AIDLC_ALLOW_WEAK_DATABASE_TLS"),
+            "{err}"
+        );
+        let allowed = deployed(&[
+            ("AIDLC_DATABASE_TLS", weak),
+            ("AIDLC_ALLOW_WEAK_DATABASE_TLS", "true"),
+        ])
+        .unwrap();
+        assert!(allowed.weak_database_tls(), "{weak}");
+    }
+    // The URL's sslmode counts the same as the setting.
+    let url = format!("{PG}?sslmode=prefer");
+    assert!(deployed(&[("DATABASE_URL", &url)]).is_err());
+    // SQLite has no TLS to weaken.
+    assert!(
+        deployed(&[
+            ("DATABASE_URL", "sqlite://data/x.db"),
+            ("ALLOW_EMBEDDED_STORES", "true")
+        ])
+        .is_ok()
+    );
+}
+
+#[test]
+fn redis_tls_settings_need_a_redis_url_and_the_token_is_never_shown() {
+    let err = Settings::from_vars(vars(&[
+        ("REDIS_URL", "redis://cache:6379"),
+        ("AIDLC_REDIS_CA_FILE", "/etc/ca.pem"),
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("rediss://"), "{err}");
+    let err = Settings::from_vars(vars(&[("AIDLC_REDIS_AUTH_TOKEN", "t0k3n-value")])).unwrap_err();
+    assert!(err.to_string().contains("REDIS_URL"), "{err}");
+    assert!(!err.to_string().contains("t0k3n-value"), "{err}");
+    let s = Settings::from_vars(vars(&[
+        ("REDIS_URL", "rediss://:urlpass@cache:6379"),
+        ("AIDLC_REDIS_AUTH_TOKEN", "t0k3n-value"),
+        ("AIDLC_REDIS_CA_FILE", "/etc/ca.pem"),
+    ]))
+    .unwrap();
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("t0k3n-value") && !shown.contains("urlpass"),
+        "{shown}"
+    );
+    assert!(shown.contains("redis_auth_token: Some(\"***\")"), "{shown}");
+}

@@ -80,6 +80,7 @@ impl Settings {
                 )));
             }
         }
+        self.validate_tls()?;
         if self.environment.is_deployed() && self.jwt_issuer.is_none() {
             return refuse(
                 "AIDLC_JWT_ISSUER is required in staging and production: the URL other services \

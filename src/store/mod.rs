@@ -367,6 +367,8 @@ impl Stores {
             let redis = Arc::new(
                 redis::RedisStore::connect(
                     url,
+                    settings.redis_auth_token.as_ref(),
+                    settings.redis_ca_file.as_deref(),
                     &settings.redis_key_prefix,
                     key_name_secret,
                     timeout,

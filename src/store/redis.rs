@@ -1,13 +1,14 @@
 //! Redis for codes and resend cooldowns: atomic scripts, expiry by the server (`PX`), and the logical
 //! expiry checked against the service's `Clock` so tests and servers agree on "expired".
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use hmac::Mac;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, IntoConnectionInfo, Script, TlsCertificates};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
@@ -72,17 +73,74 @@ fn millis_until(until: OffsetDateTime, now: OffsetDateTime) -> u64 {
         .max(1)
 }
 
+/// The client for `url`, with the AUTH token as its password and the CA it verifies against.
+fn client(
+    url: &str,
+    auth_token: Option<&SecretString>,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<redis::Client> {
+    let invalid = || format!("REDIS_URL {} is not a valid Redis URL", redact_url(url));
+    let mut info = url.into_connection_info().with_context(invalid)?;
+    if let Some(token) = auth_token {
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_password(token.expose_secret());
+        info = info.set_redis_settings(settings);
+    }
+    match ca_file {
+        Some(path) => {
+            let pem = crate::tls::read_ca_file(path, "AIDLC_REDIS_CA_FILE")?;
+            let certificates = TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(info, certificates).with_context(invalid)
+        }
+        None => redis::Client::open(info).with_context(invalid),
+    }
+}
+
+/// The connection error, with what to check when the token or the certificate is refused.
+fn explain<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyhow::Error {
+    let text = error.to_string();
+    let refused = ["WRONGPASS", "NOAUTH", "AuthenticationFailed"];
+    let hint = if refused.iter().any(|r| text.contains(r)) {
+        Some(
+            "Redis refused the credentials: check AIDLC_REDIS_AUTH_TOKEN (or the password in \
+             REDIS_URL)",
+        )
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        Some(
+            "the Redis server's certificate is not signed by a trusted CA: AIDLC_REDIS_CA_FILE \
+             (default: the public web roots)",
+        )
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+        Some("the Redis server's certificate does not name the host in REDIS_URL")
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => anyhow::Error::new(error).context(hint),
+        None => error.into(),
+    }
+}
+
 impl RedisStore {
-    /// Connects (bounded by `timeout`) and checks the server answers.
+    /// Connects (bounded by `timeout`) and checks the server answers. `auth_token`, when given,
+    /// is the connection's password (ElastiCache's AUTH token, whatever supplied it), replacing
+    /// one in `url`; `ca_file` is the CA bundle a `rediss://` server is verified against
+    /// instead of the public web roots.
     pub(crate) async fn connect(
         url: &SecretString,
+        auth_token: Option<&SecretString>,
+        ca_file: Option<&Path>,
         prefix: &str,
         key_name_secret: Vec<u8>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let url = url.expose_secret();
-        let client = redis::Client::open(url)
-            .with_context(|| format!("REDIS_URL {} is not a valid Redis URL", redact_url(url)))?;
+        let client = client(url, auth_token, ca_file)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -93,7 +151,7 @@ impl RedisStore {
         )
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {:?}", timeout * 3))
-        .and_then(|r| r.map_err(anyhow::Error::from))
+        .and_then(|r| r.map_err(explain))
         .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
         let store = Self {
             conn,
@@ -103,7 +161,12 @@ impl RedisStore {
             consume: Script::new(CONSUME_SCRIPT),
             cooldown: Script::new(COOLDOWN_SCRIPT),
         };
-        store.ping().await.context("pinging Redis")?;
+        // A server wanting a password may accept the connection and refuse the first command.
+        store
+            .ping()
+            .await
+            .map_err(explain)
+            .with_context(|| format!("pinging Redis at {}", redact_url(url)))?;
         tracing::info!(redis = %redact_url(url), "Redis connected");
         Ok(store)
     }

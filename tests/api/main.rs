@@ -19,6 +19,7 @@ mod sessions;
 mod smtp;
 mod support;
 mod takeover;
+mod tls;
 mod token_lifetime;
 mod tokens;
 mod verification;

@@ -51,8 +51,13 @@ pub struct TestEnv {
 impl TestEnv {
     /// A fresh database (and Redis prefix), cheap Argon2, port 0 on 127.0.0.1.
     pub async fn new(backend: Backend) -> Self {
+        Self::with_database(backend, TestDatabase::create(backend).await)
+    }
+
+    /// Like [`Self::new`], on `db` (e.g. one on the TLS-only PostgreSQL).
+    pub fn with_database(backend: Backend, db: TestDatabase) -> Self {
         init_tracing();
-        let db = Arc::new(TestDatabase::create(backend).await);
+        let db = Arc::new(db);
         let settings = Settings {
             host: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: 0,

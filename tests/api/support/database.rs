@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::backend::Backend;
 use super::proxy::TcpProxy;
 use super::servers;
+use super::servers::postgres::Postgres;
 
 /// One outbox row, read directly.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -52,6 +53,8 @@ pub struct TestDatabase {
     /// The Redis key prefix (empty without Redis).
     pub redis_prefix: String,
     pg_name: Option<String>,
+    /// The PostgreSQL server `pg_name` is on.
+    server: Option<&'static Postgres>,
     sqlite_dir: Option<PathBuf>,
 }
 
@@ -59,20 +62,26 @@ impl TestDatabase {
     /// Creates the store for `backend`: a SQLite file in the run's directory, or a database on
     /// the suite's PostgreSQL (and, with Redis, a key prefix of its own).
     pub async fn create(backend: Backend) -> Self {
-        let id = Uuid::new_v4().simple().to_string();
-        if !backend.is_postgres() {
-            // Under the run's directory, so a killed run leaves no file behind.
-            let dir = servers::run_dir().join(format!("sqlite_{id}"));
-            std::fs::create_dir_all(&dir).expect("creating the test database directory");
-            return Self {
-                backend,
-                direct_url: format!("sqlite://{}/test.db", dir.display()),
-                redis_prefix: String::new(),
-                pg_name: None,
-                sqlite_dir: Some(dir),
-            };
+        if backend.is_postgres() {
+            return Self::create_on(backend, servers::postgres()).await;
         }
-        let postgres = servers::postgres();
+        let id = Uuid::new_v4().simple().to_string();
+        // Under the run's directory, so a killed run leaves no file behind.
+        let dir = servers::run_dir().join(format!("sqlite_{id}"));
+        std::fs::create_dir_all(&dir).expect("creating the test database directory");
+        Self {
+            backend,
+            direct_url: format!("sqlite://{}/test.db", dir.display()),
+            redis_prefix: String::new(),
+            pg_name: None,
+            server: None,
+            sqlite_dir: Some(dir),
+        }
+    }
+
+    /// A database on `postgres` (e.g. the TLS-only cluster) for a PostgreSQL `backend`.
+    pub async fn create_on(backend: Backend, postgres: &'static Postgres) -> Self {
+        let id = Uuid::new_v4().simple().to_string();
         let name = format!("aidlc_test_{id}");
         let mut admin = sqlx::PgConnection::connect(&postgres.admin_url)
             .await
@@ -91,6 +100,7 @@ impl TestDatabase {
                 String::new()
             },
             pg_name: Some(name),
+            server: Some(postgres),
             sqlite_dir: None,
         }
     }
@@ -101,7 +111,9 @@ impl TestDatabase {
             .pg_name
             .as_deref()
             .expect("only PostgreSQL databases can be proxied");
-        servers::postgres().database_url_via(name, proxy.port)
+        self.server
+            .unwrap_or_else(servers::postgres)
+            .database_url_via(name, proxy.port)
     }
 
     /// `SELECT count(*) FROM users`, read directly (not through any proxy).
@@ -245,7 +257,8 @@ impl TestDatabase {
             let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(name) = self.pg_name.take()
-            && let Ok(mut admin) = sqlx::PgConnection::connect(&servers::postgres().admin_url).await
+            && let Some(server) = self.server
+            && let Ok(mut admin) = sqlx::PgConnection::connect(&server.admin_url).await
         {
             let _ = sqlx::query(AssertSqlSafe(format!(
                 r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
@@ -282,6 +295,7 @@ impl Drop for TestDatabase {
             direct_url: std::mem::take(&mut self.direct_url),
             redis_prefix: std::mem::take(&mut self.redis_prefix),
             pg_name: self.pg_name.take(),
+            server: self.server,
             sqlite_dir: self.sqlite_dir.take(),
         };
         let cleaner = std::thread::spawn(move || {

@@ -31,10 +31,11 @@ pub mod postgres;
 pub mod redis;
 pub mod server;
 pub mod smtp;
+pub mod tls;
 pub mod watchdog;
 
-pub use postgres::postgres;
-pub use redis::redis;
+pub use postgres::{postgres, postgres_tls};
+pub use redis::{redis, redis_tls};
 pub use server::fatal;
 pub use smtp::smtp;
 pub use watchdog::run_dir;

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use super::DATABASE_URL_VAR;
 use super::server::{Account, Server, ServerSpec, fatal, find_program, is_root, start};
+use super::tls::TlsFiles;
 use super::watchdog::run_dir;
 
 /// The PostgreSQL the tests create their databases in.
@@ -56,8 +57,21 @@ impl Postgres {
     /// A private cluster in the run directory: `initdb`, then `postgres` on a free port with
     /// durability off (the data dies with the run) and room for many parallel tests' pools.
     fn start() -> Result<Self, String> {
+        let server = Self::start_cluster("postgres", &[], |_, _, _| Ok(Vec::new()))?;
+        let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
+        Self::at(&url, Some(server))
+    }
+
+    /// A private cluster called `name` listening on `addresses` besides 127.0.0.1: `configure`
+    /// gets its directory, its data directory (after `initdb`) and the account the server runs
+    /// as, to write files the server reads, and returns extra `-c` settings.
+    fn start_cluster(
+        name: &'static str,
+        addresses: &[&str],
+        configure: impl FnOnce(&Path, &Path, Option<Account>) -> Result<Vec<String>, String>,
+    ) -> Result<Server, String> {
         let bin = postgres_bindir()?;
-        let dir = run_dir().join("postgres");
+        let dir = run_dir().join(name);
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         // PostgreSQL refuses to run as root: then its files and process belong to `postgres`.
         let user = if is_root() {
@@ -92,9 +106,19 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
+        let extra = configure(&dir, &data, user)?;
+        let listen = format!(
+            "listen_addresses={}",
+            ["127.0.0.1"]
+                .iter()
+                .chain(addresses)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let pg_isready = bin.join("pg_isready");
-        let server = start(|port| ServerSpec {
-            name: "postgres",
+        start(|port| ServerSpec {
+            name,
             program: bin.join("postgres"),
             args: [
                 "-D".into(),
@@ -105,7 +129,7 @@ impl Postgres {
             .into_iter()
             .chain(
                 [
-                    "listen_addresses=127.0.0.1",
+                    listen.as_str(),
                     // TCP only: nothing to collide with the machine's own cluster's socket.
                     "unix_socket_directories=",
                     // The cluster is thrown away with the run: durability buys nothing.
@@ -117,6 +141,7 @@ impl Postgres {
                     "max_connections=300",
                 ]
                 .into_iter()
+                .chain(extra.iter().map(String::as_str))
                 .flat_map(|setting| ["-c".into(), setting.into()]),
             )
             .collect(),
@@ -135,10 +160,56 @@ impl Postgres {
                         .is_ok_and(|status| status.success())
                 }
             }),
-        })?;
-        let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
-        Self::at(&url, Some(server))
+        })
     }
+}
+
+/// The suite's TLS-only PostgreSQL: `ssl = on` with a certificate from a test CA naming only
+/// `localhost` and 127.0.0.1, and a `pg_hba.conf` of `hostssl` lines alone, so a client without
+/// TLS is refused. It also listens on 127.0.0.2, a name its certificate does not hold.
+pub struct TlsPostgres {
+    /// The cluster; its URLs verify the certificate fully (`sslmode=verify-full`, the CA).
+    pub postgres: Postgres,
+    /// Its certificates.
+    pub tls: TlsFiles,
+}
+
+impl TlsPostgres {
+    fn start() -> Result<Self, String> {
+        let mut files = None;
+        let server = Postgres::start_cluster("postgres-tls", &["127.0.0.2"], |dir, data, user| {
+            let tls = TlsFiles::generate(&dir.join("tls"), user)?;
+            let hba = data.join("pg_hba.conf");
+            fs::write(&hba, "hostssl all all 127.0.0.0/8 trust\n")
+                .map_err(|e| format!("writing {}: {e}", hba.display()))?;
+            let settings = vec![
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", tls.cert.display()),
+                format!("ssl_key_file={}", tls.key.display()),
+            ];
+            files = Some(tls);
+            Ok(settings)
+        })?;
+        let tls = files.ok_or("the TLS cluster's certificates were not written")?;
+        let url = format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={}",
+            server.port,
+            tls.ca.display()
+        );
+        Ok(Self {
+            postgres: Postgres::at(&url, Some(server))?,
+            tls,
+        })
+    }
+}
+
+/// The TLS-only PostgreSQL, started on first use; ends the run with one line if it cannot be.
+pub fn postgres_tls() -> &'static TlsPostgres {
+    static POSTGRES_TLS: OnceLock<Result<TlsPostgres, String>> = OnceLock::new();
+    POSTGRES_TLS
+        .get_or_init(TlsPostgres::start)
+        .as_ref()
+        .unwrap_or_else(|e| fatal(e))
 }
 
 /// The PostgreSQL the suite uses: started on first use (or the one `AIDLC_TEST_DATABASE_URL`

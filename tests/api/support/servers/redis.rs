@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::REDIS_URL_VAR;
 use super::server::{Server, ServerSpec, fatal, find_program, start};
+use super::tls::TlsFiles;
 use super::watchdog::run_dir;
 
 /// The Redis the tests share, one key prefix per test.
@@ -73,6 +74,106 @@ impl Redis {
         })?;
         Self::at(&format!("redis://127.0.0.1:{}", server.port), Some(server))
     }
+}
+
+/// The suite's TLS Redis, as ElastiCache runs with in-transit encryption and AUTH: TLS only
+/// (`--port 0`), a certificate from a test CA naming only `localhost` and 127.0.0.1, no client
+/// certificates, and a password.
+pub struct TlsRedis {
+    /// `rediss://127.0.0.1:<port>`, without the password.
+    pub url: String,
+    /// The AUTH token it requires.
+    pub auth_token: String,
+    /// Its certificates.
+    pub tls: TlsFiles,
+    _server: Server,
+}
+
+impl TlsRedis {
+    fn start() -> Result<Self, String> {
+        let program = find_program("redis-server")
+            .ok_or("redis-server is not installed: apt-get install redis-server")?;
+        let cli = find_program("redis-cli")
+            .ok_or("redis-cli is not installed: apt-get install redis-tools")?;
+        let dir = run_dir().join("redis-tls");
+        let tls = TlsFiles::generate(&dir.join("tls"), None)?;
+        let auth_token = format!("token-{}", uuid::Uuid::new_v4().simple());
+        let server = start(|port| {
+            let arg = |p: &std::path::Path| p.as_os_str().to_owned();
+            ServerSpec {
+                name: "redis-tls",
+                program: program.clone(),
+                args: vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string().into(),
+                    "--tls-cert-file".into(),
+                    arg(&tls.cert),
+                    "--tls-key-file".into(),
+                    arg(&tls.key),
+                    "--tls-ca-cert-file".into(),
+                    arg(&tls.ca),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                    "--requirepass".into(),
+                    auth_token.clone().into(),
+                    "--bind".into(),
+                    "127.0.0.1".into(),
+                    "--save".into(),
+                    "".into(),
+                    "--appendonly".into(),
+                    "no".into(),
+                    "--daemonize".into(),
+                    "no".into(),
+                    "--dir".into(),
+                    dir.clone().into_os_string(),
+                ],
+                user: None,
+                stop_signal: "TERM",
+                ready: Box::new({
+                    let (cli, ca, token) = (cli.clone(), tls.ca.clone(), auth_token.clone());
+                    move || tls_redis_answers(&cli, port, &ca, &token)
+                }),
+            }
+        })?;
+        Ok(Self {
+            url: format!("rediss://127.0.0.1:{}", server.port),
+            auth_token,
+            tls,
+            _server: server,
+        })
+    }
+}
+
+/// The TLS Redis, started on first use; ends the run with one line if it cannot be.
+pub fn redis_tls() -> &'static TlsRedis {
+    static REDIS_TLS: OnceLock<Result<TlsRedis, String>> = OnceLock::new();
+    REDIS_TLS
+        .get_or_init(TlsRedis::start)
+        .as_ref()
+        .unwrap_or_else(|e| fatal(e))
+}
+
+/// `PING` over TLS, verified against `ca`, answered `PONG` (the token in the environment, not
+/// on the command line).
+fn tls_redis_answers(cli: &std::path::Path, port: u16, ca: &std::path::Path, token: &str) -> bool {
+    std::process::Command::new(cli)
+        .args([
+            "--tls",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg("PING")
+        .env("REDISCLI_AUTH", token)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
 }
 
 /// The Redis the suite uses: started on first use (or the one `AIDLC_TEST_REDIS_URL` names);
