@@ -1,4 +1,5 @@
-//! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`, `keys`, `outbox`.
+//! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`, `keys`, `outbox`,
+//! `settings`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// Every setting as one JSON object per line (variable, flag, default, and the requirement
+    /// it meets in staging/production), read from the declaration: for the deployment checks.
+    Settings,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +75,10 @@ async fn main() -> ExitCode {
     return_large_allocations_to_the_os();
     let cli: Cli = config::parse(Cli::command(), std::env::vars(), std::env::args_os())
         .unwrap_or_else(|e| e.exit());
+    if matches!(cli.command, Some(Command::Settings)) {
+        // The declaration, not this environment's values: it prints without any set.
+        return print_settings();
+    }
     let settings = cli.settings;
     if let Err(e) = settings.validate() {
         eprintln!("aidlc-auth: {e}");
@@ -125,6 +133,8 @@ async fn main() -> ExitCode {
         } => app::retry_dead_mail(&settings).await.map(|n| {
             println!("{n} dead mail queued again; the running instances send it within their poll interval");
         }),
+        // Answered before the settings were validated.
+        Command::Settings => Ok(()),
         Command::Serve | Command::Healthcheck => serve(settings).await,
     };
     match result {
@@ -134,6 +144,19 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_settings() -> ExitCode {
+    for setting in Settings::described() {
+        match serde_json::to_string(&setting) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("aidlc-auth: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! `AIDLC_*`, and an unknown `AIDLC_*` variable is warned about (a typo is not silent).
 //! `aidlc-auth --help` lists them all.
 
+mod describe;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use self::describe::{REQUIRED_WHEN_DEPLOYED, REQUIRED_WHEN_DEPLOYED_DATABASE, SettingInfo};
 pub use self::parse::parse;
 use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
 pub use self::url::redact_url;
@@ -137,7 +139,7 @@ type OffOrSeconds = std::option::Option<Duration>;
 #[derive(Clone, Args)]
 pub struct Settings {
     /// development | staging | production (staging and production refuse embedded stores).
-    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    #[arg(long, env = "ENVIRONMENT", default_value = "development", help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub environment: Environment,
     /// Listening address (default: 127.0.0.1 in development, where codes are printed to the
     /// log; 0.0.0.0 in staging/production).
@@ -148,11 +150,11 @@ pub struct Settings {
     pub port: u16,
     /// `postgres://user:pass@host:5432/db` (add `?sslmode=verify-full&sslrootcert=…` for RDS)
     /// or `sqlite://path`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false)]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false, help_heading = REQUIRED_WHEN_DEPLOYED_DATABASE)]
     pub database_url: SecretString,
     /// `redis://host:6379` or `rediss://…`: codes and resend cooldowns live there when set,
     /// otherwise in the SQL database.
-    #[arg(long, env = "REDIS_URL", value_parser = secret)]
+    #[arg(long, env = "REDIS_URL", value_parser = secret, help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub redis_url: Option<SecretString>,
     /// Prefix of every Redis key (lets several deployments share one Redis).
     #[arg(long, env = "AIDLC_REDIS_KEY_PREFIX", default_value = "aidlc:")]
@@ -191,7 +193,7 @@ pub struct Settings {
     #[arg(long, env = "AIDLC_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Mail transport: `log` prints to the log, `smtp` sends to `AIDLC_SMTP_URL`.
-    #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log")]
+    #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log", help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub email_transport: EmailTransport,
     /// Lets staging/production start with the `log` mail transport (codes in the log).
     #[arg(long, env = "AIDLC_ALLOW_LOG_EMAIL", default_value_t = false, action = ArgAction::Set)]
@@ -223,7 +225,7 @@ pub struct Settings {
     /// `iss` of access tokens and base of the discovery URLs: the URL other services reach
     /// this one at. Required in staging/production; in development it defaults to the address
     /// actually bound (`http://127.0.0.1:<port>`).
-    #[arg(long, env = "AIDLC_JWT_ISSUER", value_parser = issuer)]
+    #[arg(long, env = "AIDLC_JWT_ISSUER", value_parser = issuer, help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub jwt_issuer: Option<String>,
     /// `aud` of access tokens.
     #[arg(long, env = "AIDLC_JWT_AUDIENCE", default_value = "aidlc")]
