@@ -1,6 +1,7 @@
 //! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`, `keys`, `outbox`,
 //! `settings`.
 
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -147,13 +148,15 @@ async fn main() -> ExitCode {
 }
 
 fn print_settings() -> ExitCode {
+    let mut out = std::io::stdout().lock();
     for setting in Settings::described() {
-        match serde_json::to_string(&setting) {
-            Ok(line) => println!("{line}"),
-            Err(e) => {
-                eprintln!("aidlc-auth: {e}");
-                return ExitCode::FAILURE;
-            }
+        let printed = serde_json::to_string(&setting)
+            .map_err(std::io::Error::from)
+            .and_then(|line| writeln!(out, "{line}"));
+        // A reader that stops early (`| head`) ends the listing; it is not a crash.
+        if let Err(e) = printed {
+            eprintln!("aidlc-auth: {e}");
+            return ExitCode::FAILURE;
         }
     }
     ExitCode::SUCCESS
