@@ -1,5 +1,7 @@
-//! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`, `keys`, `outbox`.
+//! The `aidlc-auth` binary: `serve` (default), `migrate`, `healthcheck`, `keys`, `outbox`,
+//! `settings`.
 
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,6 +44,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// Every setting as one JSON object per line (variable, flag, default, and the requirement
+    /// it meets in staging/production), read from the declaration: for the deployment checks.
+    Settings,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +76,10 @@ async fn main() -> ExitCode {
     return_large_allocations_to_the_os();
     let cli: Cli = config::parse(Cli::command(), std::env::vars(), std::env::args_os())
         .unwrap_or_else(|e| e.exit());
+    if matches!(cli.command, Some(Command::Settings)) {
+        // The declaration, not this environment's values: it prints without any set.
+        return print_settings();
+    }
     let settings = cli.settings;
     if let Err(e) = settings.validate() {
         eprintln!("aidlc-auth: {e}");
@@ -125,6 +134,8 @@ async fn main() -> ExitCode {
         } => app::retry_dead_mail(&settings).await.map(|n| {
             println!("{n} dead mail queued again; the running instances send it within their poll interval");
         }),
+        // Answered before the settings were validated.
+        Command::Settings => Ok(()),
         Command::Serve | Command::Healthcheck => serve(settings).await,
     };
     match result {
@@ -134,6 +145,21 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_settings() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    for setting in Settings::described() {
+        let printed = serde_json::to_string(&setting)
+            .map_err(std::io::Error::from)
+            .and_then(|line| writeln!(out, "{line}"));
+        // A reader that stops early (`| head`) ends the listing; it is not a crash.
+        if let Err(e) = printed {
+            eprintln!("aidlc-auth: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

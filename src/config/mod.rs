@@ -4,6 +4,7 @@
 //! `AIDLC_*`, and an unknown `AIDLC_*` variable is warned about (a typo is not silent).
 //! `aidlc-auth --help` lists them all.
 
+mod describe;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use self::describe::{REQUIRED_WHEN_DEPLOYED, REQUIRED_WHEN_DEPLOYED_DATABASE, SettingInfo};
 pub use self::parse::parse;
 use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
 pub use self::tls::{DatabaseCa, DatabaseTls};
@@ -140,7 +142,7 @@ type OffOrSeconds = std::option::Option<Duration>;
 #[derive(Clone, Args)]
 pub struct Settings {
     /// development | staging | production (staging and production refuse embedded stores).
-    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    #[arg(long, env = "ENVIRONMENT", default_value = "development", help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub environment: Environment,
     /// Listening address (default: 127.0.0.1 in development, where codes are printed to the
     /// log; 0.0.0.0 in staging/production).
@@ -151,7 +153,7 @@ pub struct Settings {
     pub port: u16,
     /// `postgres://user:pass@host:5432/db` or `sqlite://path` (TLS: `AIDLC_DATABASE_TLS`, or
     /// `sslmode`/`sslrootcert` in the URL).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false)]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false, help_heading = REQUIRED_WHEN_DEPLOYED_DATABASE)]
     pub database_url: SecretString,
     /// TLS to PostgreSQL: disable | prefer | require | verify-ca | verify-full (default: the
     /// URL's `sslmode` if any, else `prefer` in development and `verify-full` in
@@ -168,7 +170,7 @@ pub struct Settings {
     pub allow_weak_database_tls: bool,
     /// `redis://host:6379` or `rediss://…` (TLS): codes and resend cooldowns live there when
     /// set, otherwise in the SQL database.
-    #[arg(long, env = "REDIS_URL", value_parser = secret)]
+    #[arg(long, env = "REDIS_URL", value_parser = secret, help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub redis_url: Option<SecretString>,
     /// Redis AUTH token (ElastiCache), sent as the connection's password (instead of one in
     /// `REDIS_URL`).
@@ -215,7 +217,7 @@ pub struct Settings {
     #[arg(long, env = "AIDLC_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Mail transport: `log` prints to the log, `smtp` sends to `AIDLC_SMTP_URL`.
-    #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log")]
+    #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log", help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub email_transport: EmailTransport,
     /// Lets staging/production start with the `log` mail transport (codes in the log).
     #[arg(long, env = "AIDLC_ALLOW_LOG_EMAIL", default_value_t = false, action = ArgAction::Set)]
@@ -247,7 +249,7 @@ pub struct Settings {
     /// `iss` of access tokens and base of the discovery URLs: the URL other services reach
     /// this one at. Required in staging/production; in development it defaults to the address
     /// actually bound (`http://127.0.0.1:<port>`).
-    #[arg(long, env = "AIDLC_JWT_ISSUER", value_parser = issuer)]
+    #[arg(long, env = "AIDLC_JWT_ISSUER", value_parser = issuer, help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub jwt_issuer: Option<String>,
     /// `aud` of access tokens.
     #[arg(long, env = "AIDLC_JWT_AUDIENCE", default_value = "aidlc")]
