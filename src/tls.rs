@@ -36,23 +36,30 @@ pub fn certificates(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> 
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Makes ring the process's rustls crypto provider, once. The Redis client asks rustls for the
+/// process default, which rustls can choose alone only while a single provider is compiled in;
+/// a build that also links aws-lc-rs (the AWS SDK's) would otherwise fail every `rediss://`
+/// connect. (sqlx names its provider itself.)
+pub fn install_crypto_provider() {
+    // An error means one is installed already (an earlier call): what is wanted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
-
     use x509_parser::prelude::{FromDer, X509Certificate};
 
     use super::*;
+    use crate::clock::{Clock, SystemClock};
 
     /// The bundle is renewed a year ahead of its first expiry, not the day RDS connections fail.
-    const RENEWAL_MARGIN: Duration = Duration::from_secs(365 * 24 * 3600);
+    const RENEWAL_MARGIN: time::Duration = time::Duration::days(365);
 
     #[test]
     fn rds_bundle_is_valid_for_another_year() {
         let certs = certificates(RDS_CA_BUNDLE).unwrap();
         assert!(certs.len() >= 20, "only {} certificates", certs.len());
-        let deadline = SystemTime::now() + RENEWAL_MARGIN;
-        let deadline = deadline.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        let deadline = (SystemClock.now() + RENEWAL_MARGIN).unix_timestamp();
         for der in &certs {
             let (_, cert) = X509Certificate::from_der(der).unwrap();
             let subject = cert.subject().to_string();
@@ -60,7 +67,7 @@ mod tests {
             assert!(cert.is_ca(), "{subject} is not a CA");
             let expires = cert.validity().not_after;
             assert!(
-                expires.timestamp() > i64::try_from(deadline.as_secs()).unwrap(),
+                expires.timestamp() > deadline,
                 "{subject} expires {expires}: refresh certs/rds-global-bundle.pem (certs/README.md)"
             );
         }

@@ -79,6 +79,7 @@ fn client(
     auth_token: Option<&SecretString>,
     ca_file: Option<&Path>,
 ) -> anyhow::Result<redis::Client> {
+    crate::tls::install_crypto_provider();
     let invalid = || format!("REDIS_URL {} is not a valid Redis URL", redact_url(url));
     let mut info = url.into_connection_info().with_context(invalid)?;
     if let Some(token) = auth_token {

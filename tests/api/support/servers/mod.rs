@@ -16,9 +16,11 @@
 //! `redis.rs`, `smtp.rs`: the SMTP catcher `tests/support/smtp_sink.py`, run by the venv's
 //! aiosmtpd): adding one (a local AWS `moto_server` from the venv) is a spec plus a `OnceLock`
 //! like [`postgres`], [`redis`] and [`smtp`]. Variants
-//! are options of the same spec: a TLS-only PostgreSQL is `-c ssl=on` with test-generated
-//! certificates and a `hostssl`-only `pg_hba.conf` written after `initdb`; a TLS Redis is
-//! `--tls-port` (with `--port 0`) and `--requirepass`, probed with `redis-cli --tls`.
+//! are options of the same spec: the TLS-only PostgreSQL ([`postgres_tls`]) is `-c ssl=on` with
+//! certificates generated per run ([`tls::TlsFiles`], rcgen) and a `hostssl`-only
+//! `pg_hba.conf` written after `initdb`; the TLS Redis ([`redis_tls`]) is `--tls-port` (with
+//! `--port 0`) and `--requirepass`, probed with `redis-cli --tls`. Both are the suite's own
+//! even when the variables below name existing servers.
 //!
 //! `AIDLC_TEST_DATABASE_URL` / `AIDLC_TEST_REDIS_URL`, when set, name an existing server to
 //! use instead (e.g. `postgres://postgres@127.0.0.1:5432/postgres`, `redis://127.0.0.1:6379`).
