@@ -3,9 +3,9 @@
 //! KEKs at once for a rotation: the current one seals every write, the previous one only opens.
 //!
 //! A sealed value is ChaCha20-Poly1305 ([`crate::crypto::seal`]: nonce, ciphertext, tag) with
-//! the row's identity (`aidlc-auth key at rest`, table and row name, NUL-separated) as
-//! associated data, so a value copied to another row does not open. Each row names its KEK by
-//! id: the first 8 bytes of the KEK's SHA-256, in hex.
+//! the row's identity and its KEK's id (`aidlc-auth key at rest`, table, row name, KEK id,
+//! NUL-separated) as associated data, so a value copied to another row does not open. Each row
+//! names its KEK by id: the first 8 bytes of the KEK's SHA-256, in hex.
 
 use std::io::Write;
 use std::path::Path;
@@ -104,10 +104,9 @@ pub(crate) struct Sealed {
 pub enum AtRestError {
     /// The row names a KEK the settings do not hold.
     #[error(
-        "the {noun} {name:?} is sealed under key-encryption key {kek_id}, but \
-         AIDLC_KEY_ENCRYPTION_KEY is key {current}{previous}: set AIDLC_KEY_ENCRYPTION_KEY (or \
-         AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS during a rotation) to the key this database was \
-         sealed with"
+        "the {noun} {name:?} is sealed under key-encryption key {kek_id}, but {current} \
+         {previous}: set AIDLC_KEY_ENCRYPTION_KEY (or AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS during a \
+         rotation) to the key this database was sealed with"
     )]
     UnknownKek {
         /// What the row holds.
@@ -116,9 +115,9 @@ pub enum AtRestError {
         name: String,
         /// The KEK the row names.
         kek_id: String,
-        /// The current KEK's id.
+        /// Where the current KEK came from, and its id.
         current: String,
-        /// The previous KEK's id, described, or nothing.
+        /// The previous KEK's id, or that it is unset.
         previous: String,
     },
     /// The row names one of our KEKs but does not open: altered, or copied from another row.
@@ -154,6 +153,8 @@ pub enum AtRestError {
 pub(crate) struct Keks {
     current: Arc<Kek>,
     previous: Option<Arc<Kek>>,
+    /// Where the current KEK came from, for messages: the setting, or the development file.
+    source: Arc<str>,
 }
 
 impl Keks {
@@ -174,18 +175,28 @@ impl Keks {
             )),
             None => None,
         };
-        let current = match &settings.key_encryption_key {
-            Some(raw) => Kek::from_base64(raw.expose_secret())
-                .with_context(|| format!("{KEK_VARIABLE} must be 32 bytes in base64"))?,
+        let (current, source) = match &settings.key_encryption_key {
+            Some(raw) => (
+                Kek::from_base64(raw.expose_secret())
+                    .with_context(|| format!("{KEK_VARIABLE} must be 32 bytes in base64"))?,
+                KEK_VARIABLE.to_owned(),
+            ),
             // Settings::validate refuses this when deployed; this is a second line.
             None if settings.environment.is_deployed() => {
                 anyhow::bail!("{KEK_VARIABLE} is required in staging and production")
             }
-            None => development_kek(data_dir, !database_sealed)?,
+            None => (
+                development_kek(data_dir, !database_sealed)?,
+                format!(
+                    "{KEK_VARIABLE} is unset and the development key in {}",
+                    data_dir.join(KEK_FILE).display()
+                ),
+            ),
         };
         Ok(Self {
             current: Arc::new(current),
             previous,
+            source: source.into(),
         })
     }
 
@@ -201,7 +212,8 @@ impl Keks {
 
     /// Seals `plain`, the key material of row `name` of `table`, under the current KEK.
     pub(crate) fn seal(&self, table: Table, name: &str, plain: &[u8]) -> Sealed {
-        let value = crypto::seal(self.current.key.as_slice(), &context(table, name), plain)
+        let context = context(table, name, &self.current.id);
+        let value = crypto::seal(self.current.key.as_slice(), &context, plain)
             .unwrap_or_else(|| unreachable!("a 32-byte key always seals"));
         Sealed {
             kek_id: self.current.id.clone(),
@@ -233,14 +245,14 @@ impl Keks {
                 noun: table.noun(),
                 name: name.to_owned(),
                 kek_id: kek_id.to_owned(),
-                current: self.current.id.clone(),
+                current: format!("{} is key {}", self.source, self.current.id),
                 previous: self.previous_id().map_or_else(
-                    || format!(" and {PREVIOUS_KEK_VARIABLE} is unset"),
-                    |id| format!(" and {PREVIOUS_KEK_VARIABLE} key {id}"),
+                    || format!("and {PREVIOUS_KEK_VARIABLE} is unset"),
+                    |id| format!("and {PREVIOUS_KEK_VARIABLE} is key {id}"),
                 ),
             });
         };
-        crypto::open(kek.key.as_slice(), &context(table, name), value)
+        crypto::open(kek.key.as_slice(), &context(table, name, kek_id), value)
             .map(Zeroizing::new)
             .map_err(|_| AtRestError::Altered {
                 noun: table.noun(),
@@ -251,10 +263,10 @@ impl Keks {
     }
 }
 
-/// The associated data of row `name` of `table`.
-fn context(table: Table, name: &str) -> Vec<u8> {
+/// The associated data of row `name` of `table`, sealed under KEK `kek_id`.
+fn context(table: Table, name: &str, kek_id: &str) -> Vec<u8> {
     let mut context = CONTEXT_PREFIX.to_vec();
-    for part in [table.name().as_bytes(), name.as_bytes()] {
+    for part in [table.name().as_bytes(), name.as_bytes(), kek_id.as_bytes()] {
         context.push(0);
         context.extend_from_slice(part);
     }
@@ -351,6 +363,7 @@ mod tests {
         Keks {
             current: copy(current),
             previous: previous.map(copy),
+            source: KEK_VARIABLE.into(),
         }
     }
 

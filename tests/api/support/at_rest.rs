@@ -1,6 +1,6 @@
 //! Keys at rest as the tests see them: the sealed rows read raw, and opened with the test's
 //! key-encryption key by an implementation of its own (ChaCha20-Poly1305 with the README's
-//! associated data), so the format is checked from outside the service; the real
+//! associated data: prefix, table, row name and KEK id), so the format is checked from outside the service; the real
 //! `aidlc-auth` CLI run on a test's database with its keys.
 
 use std::process::{Output, Stdio};
@@ -56,7 +56,12 @@ impl SealedRow {
     /// The value opened with `kek`; None when it does not open (wrong key, row or bytes).
     pub fn open(&self, kek: &SecretString) -> Option<Vec<u8>> {
         let mut context = b"aidlc-auth key at rest".to_vec();
-        for part in [self.table.as_bytes(), self.name.as_bytes()] {
+        let kek_id = kek_id(kek);
+        for part in [
+            self.table.as_bytes(),
+            self.name.as_bytes(),
+            kek_id.as_bytes(),
+        ] {
             context.push(0);
             context.extend_from_slice(part);
         }
