@@ -287,3 +287,10 @@ pub async fn revoke_signing_key(settings: &Settings, kid: &str) -> anyhow::Resul
     let keys = crate::store::connect_key_store(settings).await?;
     crate::tokens::revoke_key(keys.as_ref(), &SystemClock, kid).await
 }
+
+/// `aidlc-auth keys rewrap`: every stored private key and server secret sealed again under the
+/// current key-encryption key, in one transaction; after it the previous key can be removed
+/// (run it once every instance runs with the new key, so none writes under the old one).
+pub async fn rewrap_keys(settings: &Settings) -> anyhow::Result<crate::store::RewrapCounts> {
+    crate::store::rewrap_keys(settings).await
+}

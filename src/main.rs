@@ -69,6 +69,9 @@ enum KeysAction {
         #[arg(allow_hyphen_values = true)]
         kid: String,
     },
+    /// Seal every stored private key and server secret again under AIDLC_KEY_ENCRYPTION_KEY
+    /// (one transaction), after which AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS can be removed.
+    Rewrap,
 }
 
 #[tokio::main]
@@ -118,6 +121,15 @@ async fn main() -> ExitCode {
                 }
                 None => Err(anyhow::anyhow!("no published signing key has kid {kid}")),
             }),
+        Command::Keys {
+            action: KeysAction::Rewrap,
+        } => app::rewrap_keys(&settings).await.map(|c| {
+            println!(
+                "rewrapped {} signing keys and {} server secrets under key-encryption key {} \
+                 ({} were under the previous key); AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS can now be removed",
+                c.signing_keys, c.server_secrets, c.kek_id, c.from_previous
+            );
+        }),
         Command::Outbox {
             action: None | Some(OutboxAction::Status),
         } => app::outbox_counts(&settings).await.map(|c| {

@@ -80,6 +80,10 @@ mod tests {
             "database" => &[("DATABASE_URL", "postgres://u@db/aidlc_auth")],
             "REDIS_URL" => &[("REDIS_URL", "rediss://cache:6379")],
             "AIDLC_JWT_ISSUER" => &[("AIDLC_JWT_ISSUER", "https://auth.aidlc.example")],
+            "AIDLC_KEY_ENCRYPTION_KEY" => &[(
+                "AIDLC_KEY_ENCRYPTION_KEY",
+                "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+            )],
             "AIDLC_EMAIL_TRANSPORT" => &[
                 ("AIDLC_EMAIL_TRANSPORT", "smtp"),
                 ("AIDLC_SMTP_URL", "smtps://u:p@mail.example:465"),

@@ -279,6 +279,15 @@ pub struct Settings {
     /// When set (16+ characters), introspection answers only callers presenting it.
     #[arg(long, env = "AIDLC_INTROSPECTION_SECRET", value_parser = secret)]
     pub introspection_secret: Option<SecretString>,
+    /// Key-encryption key, 32 bytes in base64: every private key and server secret is stored
+    /// sealed under it. Required in staging/production (from Secrets Manager); in development,
+    /// when unset, generated once into `aidlc-auth.kek` in the data directory.
+    #[arg(long, env = "AIDLC_KEY_ENCRYPTION_KEY", value_parser = secret, help_heading = REQUIRED_WHEN_DEPLOYED)]
+    pub key_encryption_key: Option<SecretString>,
+    /// The key-encryption key before the current one, 32 bytes in base64: read with, never
+    /// written with, until `keys rewrap` has moved every row to the current one.
+    #[arg(long, env = "AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS", value_parser = secret)]
+    pub key_encryption_key_previous: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -433,6 +442,14 @@ impl fmt::Debug for Settings {
             .field(
                 "introspection_secret",
                 &self.introspection_secret.as_ref().map(|_| "***"),
+            )
+            .field(
+                "key_encryption_key",
+                &self.key_encryption_key.as_ref().map(|_| "***"),
+            )
+            .field(
+                "key_encryption_key_previous",
+                &self.key_encryption_key_previous.as_ref().map(|_| "***"),
             )
             .finish()
     }

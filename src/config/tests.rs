@@ -15,6 +15,9 @@ fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A key-encryption key for the settings tests (32 bytes of 0x07, base64).
+const TEST_KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
 #[test]
 fn defaults_match_the_seed() {
     let s = Settings::from_vars(vars(&[])).unwrap();
@@ -40,6 +43,7 @@ fn staging_refuses_sqlite_and_missing_redis_unless_allowed() {
             ("ALLOW_EMBEDDED_STORES", "true"),
             ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
             ("AIDLC_ALLOW_LOG_EMAIL", "true"),
+            ("AIDLC_KEY_ENCRYPTION_KEY", TEST_KEK),
         ]))
         .is_ok()
     );
@@ -165,6 +169,7 @@ fn deployed_environments_listen_everywhere_and_require_an_issuer() {
         ("ENVIRONMENT", "staging"),
         ("DATABASE_URL", "postgres://u@db/aidlc_auth"),
         ("REDIS_URL", "redis://cache:6379"),
+        ("AIDLC_KEY_ENCRYPTION_KEY", TEST_KEK),
     ];
     let err = Settings::from_vars(vars(&deployed)).unwrap_err();
     assert!(err.to_string().contains("AIDLC_JWT_ISSUER"), "{err}");
@@ -182,6 +187,7 @@ fn deployed_environments_refuse_log_mail_unless_allowed() {
         ("DATABASE_URL", "postgres://u@db/aidlc_auth"),
         ("REDIS_URL", "redis://cache:6379"),
         ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
+        ("AIDLC_KEY_ENCRYPTION_KEY", TEST_KEK),
     ];
     let err = Settings::from_vars(vars(&deployed)).unwrap_err();
     assert!(err.to_string().contains("AIDLC_ALLOW_LOG_EMAIL"), "{err}");
@@ -251,6 +257,7 @@ fn deployed(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         ("REDIS_URL", "rediss://cache.example:6379"),
         ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
         ("AIDLC_ALLOW_LOG_EMAIL", "true"),
+        ("AIDLC_KEY_ENCRYPTION_KEY", TEST_KEK),
     ];
     pairs.extend_from_slice(extra);
     if !pairs.iter().any(|(k, _)| *k == "DATABASE_URL") {
@@ -357,4 +364,52 @@ fn redis_tls_settings_need_a_redis_url_and_the_token_is_never_shown() {
         "{shown}"
     );
     assert!(shown.contains("redis_auth_token: Some(\"***\")"), "{shown}");
+}
+
+#[test]
+fn key_encryption_keys_are_32_bytes_of_base64_required_when_deployed_and_never_shown() {
+    let dev = Settings::default();
+    assert!(
+        dev.key_encryption_key.is_none(),
+        "development generates its own"
+    );
+    for variable in [
+        "AIDLC_KEY_ENCRYPTION_KEY",
+        "AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS",
+    ] {
+        for bad in ["c2hvcnQ=", "not base64 at all", "hunter2hunter2"] {
+            let err = Settings::from_vars(vars(&[(variable, bad)])).unwrap_err();
+            assert!(err.to_string().contains(variable), "{err}");
+            assert!(!err.to_string().contains(bad), "the value is echoed: {err}");
+        }
+    }
+    let deployed = [
+        ("ENVIRONMENT", "production"),
+        ("DATABASE_URL", "postgres://u@db/aidlc_auth"),
+        ("REDIS_URL", "redis://cache:6379"),
+        ("AIDLC_JWT_ISSUER", "https://auth.aidlc.example"),
+        ("AIDLC_ALLOW_LOG_EMAIL", "true"),
+    ];
+    let err = Settings::from_vars(vars(&deployed)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("AIDLC_KEY_ENCRYPTION_KEY is required"),
+        "{err}"
+    );
+    let mut with_keys = deployed.to_vec();
+    with_keys.push(("AIDLC_KEY_ENCRYPTION_KEY", TEST_KEK));
+    with_keys.push((
+        "AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS",
+        "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=",
+    ));
+    let s = Settings::from_vars(vars(&with_keys)).unwrap();
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains(TEST_KEK) && !shown.contains("CAgICAgICAgI"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("key_encryption_key: Some(\"***\")"),
+        "{shown}"
+    );
 }

@@ -3,6 +3,7 @@
 use secrecy::ExposeSecret;
 
 use super::{ConfigError, EmailTransport, Settings, redact_url};
+use crate::store::at_rest::{KEK_VARIABLE, Kek, PREVIOUS_KEK_VARIABLE};
 
 /// The shortest outbox poll interval accepted.
 const MIN_OUTBOX_POLL: std::time::Duration = std::time::Duration::from_millis(10);
@@ -87,7 +88,36 @@ impl Settings {
                  reach this one at (it is the iss of every token and the base of discovery)",
             );
         }
+        self.validate_keys_at_rest()?;
         self.validate_mail()
+    }
+
+    /// The key-encryption keys: 32 bytes in base64 when set; the current one required when
+    /// deployed (a generated file would differ per task and vanish with it).
+    fn validate_keys_at_rest(&self) -> Result<(), ConfigError> {
+        let keys = [
+            (KEK_VARIABLE, &self.key_encryption_key),
+            (PREVIOUS_KEK_VARIABLE, &self.key_encryption_key_previous),
+        ];
+        for (variable, value) in keys {
+            if value
+                .as_ref()
+                .is_some_and(|v| Kek::from_base64(v.expose_secret()).is_none())
+            {
+                // The value is never echoed: it is (or is meant to be) a secret.
+                return Err(ConfigError(format!(
+                    "{variable} must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)"
+                )));
+            }
+        }
+        if self.environment.is_deployed() && self.key_encryption_key.is_none() {
+            return Err(ConfigError(format!(
+                "{KEK_VARIABLE} is required in staging and production: 32 random bytes in \
+                 base64 (from Secrets Manager), the key every private key and server secret is \
+                 stored sealed under"
+            )));
+        }
+        Ok(())
     }
 
     /// The mail transport's rules: `smtp` needs a URL lettre can read; deployed environments

@@ -4,6 +4,7 @@
 //! live in Redis when `REDIS_URL` is set and in the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
+pub(crate) mod at_rest;
 mod outbox;
 mod redis;
 mod sql;
@@ -17,7 +18,9 @@ use async_trait::async_trait;
 use rand::RngCore;
 use time::OffsetDateTime;
 
+pub use self::at_rest::AtRestError;
 pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore};
+pub use self::sql::RewrapCounts;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{
@@ -223,7 +226,7 @@ pub trait SessionStore: Send + Sync {
 pub struct StoredKey {
     /// Key id (the JWT `kid`).
     pub kid: String,
-    /// PKCS#8 DER of the Ed25519 private key.
+    /// PKCS#8 DER of the Ed25519 private key (the store seals it at rest).
     pub private_key: Vec<u8>,
     /// When it was made (and published).
     pub created_at: OffsetDateTime,
@@ -276,8 +279,8 @@ pub enum KeyRevocation {
     },
 }
 
-/// Server-side secrets generated once and shared by every instance (code-hash key; later
-/// signing keys).
+/// Server-side secrets generated once and shared by every instance (code-hash key, refresh
+/// key, outbox key, Redis key-name key), sealed at rest by the store.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The secret stored under `name`, storing `candidate` first if there is none yet. Two
@@ -407,6 +410,12 @@ pub async fn connect_outbox_store(settings: &Settings) -> anyhow::Result<Arc<dyn
 /// The signing-key store alone (for `keys rotate`, which needs neither Redis nor the rest).
 pub async fn connect_key_store(settings: &Settings) -> anyhow::Result<Arc<dyn KeyStore>> {
     Ok(sql::connect(settings).await?.keys)
+}
+
+/// `keys rewrap`: every sealed row re-sealed under the current key-encryption key, in one
+/// transaction (after it, the previous key can be removed).
+pub async fn rewrap_keys(settings: &Settings) -> anyhow::Result<RewrapCounts> {
+    sql::connect(settings).await?.sealed.rewrap().await
 }
 
 /// Applies the SQL migrations for the configured database and returns.

@@ -2,8 +2,7 @@
 //! signing and leaves the JWKS at once in the store, a new key signs immediately, and every
 //! instance refuses the key's tokens after its next key reload.
 
-use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 use reqwest::StatusCode;
 
@@ -24,22 +23,8 @@ const KEY_RELOAD: u64 = 60;
 
 /// Runs the real `aidlc-auth keys <args>` on `app`'s database.
 async fn keys_cli(app: &TestApp, args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_aidlc-auth"))
-        .arg("keys")
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", &app.db().direct_url)
-        .env("RUST_LOG", "warn")
-        // A loaded test machine must not turn a slow statement into a failed revocation.
-        .env("AIDLC_DEPENDENCY_TIMEOUT_MS", "5000")
-        .env("AIDLC_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("`aidlc-auth keys` did not finish within 30 s")
-        .expect("running `aidlc-auth keys`")
+    let args: Vec<&str> = ["keys"].into_iter().chain(args.iter().copied()).collect();
+    app.env.cli(&args).await
 }
 
 /// Revokes `kid` with the CLI; returns the key that signs now.

@@ -7,6 +7,7 @@ mod durability;
 mod health;
 mod helpers;
 mod key_revocation;
+mod keys_at_rest;
 mod locale;
 mod login;
 mod openapi;

@@ -2,7 +2,6 @@
 //! verifies with the published keys, forgeries refused, introspection, and signing-key rotation
 //! across instances.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use aidlc_auth::clock::Clock;
@@ -160,19 +159,7 @@ async fn expect_rejected(app: &TestApp, what: &str, token: &str) {
 
 /// Runs the real `aidlc-auth keys rotate` on `app`'s database; returns the new key id.
 async fn rotate_keys_with_the_cli(app: &TestApp) -> String {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_aidlc-auth"))
-        .args(["keys", "rotate"])
-        .env_clear()
-        .env("DATABASE_URL", &app.db().direct_url)
-        .env("RUST_LOG", "warn")
-        .env("AIDLC_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("`aidlc-auth keys rotate` did not finish within 30 s")
-        .expect("running `aidlc-auth keys rotate`");
+    let out = app.env.cli(&["keys", "rotate"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -285,7 +272,6 @@ async fn jwks_and_authorization_server_metadata_publish_the_signing_key(backend:
 
     // The published key is the public half of the stored one the token names.
     let stored = app
-        .db()
         .signing_key(&kid)
         .await
         .unwrap_or_else(|| panic!("no stored signing key {kid}"));
@@ -326,7 +312,6 @@ async fn forged_tokens_are_rejected(backend: Backend) {
     let settings = &app.env.settings;
 
     let stored = app
-        .db()
         .signing_key(&kid)
         .await
         .unwrap_or_else(|| panic!("no stored signing key {kid}"));

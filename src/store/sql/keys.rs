@@ -1,29 +1,34 @@
-//! Access-token signing keys in SQL, shared by every instance.
+//! Access-token signing keys in SQL, shared by every instance; each private key is sealed under
+//! the key-encryption key.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{DbTime, SqlStore, sql, sql_tx};
-use crate::store::{KeyRevocation, KeyStore, StoreResult, StoredKey, bounded};
+use super::at_rest::SqlKeyStore;
+use super::{DbTime, SqlTx, sql, sql_tx};
+use crate::store::at_rest::Table;
+use crate::store::{KeyRevocation, KeyStore, StoreError, StoreResult, StoredKey, bounded};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
     kid: String,
     private_key: Vec<u8>,
+    kek_id: Option<String>,
     created_at: DbTime,
     activates_at: DbTime,
     retired_at: Option<DbTime>,
 }
 
-const PUBLISHED_KEYS: &str = "SELECT kid, private_key, created_at, activates_at, retired_at \
-     FROM signing_keys WHERE revoked_at IS NULL \
+const PUBLISHED_KEYS: &str = "SELECT kid, private_key, kek_id, created_at, activates_at, \
+     retired_at FROM signing_keys WHERE revoked_at IS NULL \
      AND (retired_at IS NULL OR retired_at > $1) ORDER BY created_at DESC, kid";
 const RETIRE_CURRENT: &str =
     "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL";
 // The partial unique index allows one current key: a second instance racing to create the
 // first key inserts nothing.
-const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, private_key, created_at, activates_at) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+const INSERT_KEY: &str = "INSERT INTO signing_keys \
+     (kid, private_key, kek_id, created_at, activates_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 
 // A revoked key stops signing now (retired_at) and is never published again (revoked_at).
 const REVOKE_KEY: &str = "UPDATE signing_keys SET revoked_at = $2, \
@@ -44,11 +49,37 @@ const RETIRE_NOW: &str = "UPDATE signing_keys SET retired_at = $1 \
 const NEWEST_KEY: &str =
     "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND revoked_at IS NULL";
 
+impl SqlKeyStore {
+    /// Inserts `key`, sealed, activating at `activates_at`; 1, or 0 when the partial unique
+    /// index says another key is current.
+    async fn insert_key(
+        &self,
+        tx: &mut SqlTx,
+        key: &StoredKey,
+        activates_at: OffsetDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let sealed = self
+            .keks
+            .seal(Table::SigningKeys, &key.kid, &key.private_key);
+        sql_tx!(tx, |db| {
+            sqlx::query(INSERT_KEY)
+                .bind(key.kid.as_str())
+                .bind(sealed.value.as_slice())
+                .bind(sealed.kek_id.as_str())
+                .bind(DbTime(key.created_at))
+                .bind(DbTime(activates_at))
+                .execute(db)
+                .await
+                .map(|done| done.rows_affected())
+        })
+    }
+}
+
 #[async_trait]
-impl KeyStore for SqlStore {
+impl KeyStore for SqlKeyStore {
     async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>> {
-        let rows = bounded(self.timeout, "loading signing keys", async {
-            sql!(&self.pool, |db| {
+        let rows = bounded(self.sql.timeout, "loading signing keys", async {
+            sql!(&self.sql.pool, |db| {
                 sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
                     .bind(DbTime(retired_after))
                     .fetch_all(db)
@@ -56,21 +87,31 @@ impl KeyStore for SqlStore {
             })
         })
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredKey {
-                kid: r.kid,
-                private_key: r.private_key,
-                created_at: r.created_at.0,
-                activates_at: r.activates_at.0,
-                retired_at: r.retired_at.map(|t| t.0),
+        rows.into_iter()
+            .map(|r| {
+                let private_key = self
+                    .keks
+                    .open(
+                        Table::SigningKeys,
+                        &r.kid,
+                        r.kek_id.as_deref(),
+                        &r.private_key,
+                    )
+                    .map_err(|e| StoreError::Corrupt(e.into()))?;
+                Ok(StoredKey {
+                    kid: r.kid,
+                    private_key: private_key.to_vec(),
+                    created_at: r.created_at.0,
+                    activates_at: r.activates_at.0,
+                    retired_at: r.retired_at.map(|t| t.0),
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn publish_next(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
-        bounded(self.timeout, "rotating signing key", async {
-            let mut tx = self.pool.begin().await?;
+        bounded(self.sql.timeout, "rotating signing key", async {
+            let mut tx = self.sql.pool.begin().await?;
             if let Some(current) = current {
                 let retired = sql_tx!(&mut tx, |db| {
                     sqlx::query(RETIRE_CURRENT)
@@ -85,16 +126,7 @@ impl KeyStore for SqlStore {
                     return Ok(false);
                 }
             }
-            let inserted = sql_tx!(&mut tx, |db| {
-                sqlx::query(INSERT_KEY)
-                    .bind(new.kid.as_str())
-                    .bind(new.private_key.as_slice())
-                    .bind(DbTime(new.created_at))
-                    .bind(DbTime(new.activates_at))
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
-            })?;
+            let inserted = self.insert_key(&mut tx, new, new.activates_at).await?;
             if inserted != 1 {
                 tx.rollback().await?;
                 return Ok(false);
@@ -111,8 +143,8 @@ impl KeyStore for SqlStore {
         now: OffsetDateTime,
         replacement: &StoredKey,
     ) -> StoreResult<KeyRevocation> {
-        bounded(self.timeout, "revoking signing key", async {
-            let mut tx = self.pool.begin().await?;
+        bounded(self.sql.timeout, "revoking signing key", async {
+            let mut tx = self.sql.pool.begin().await?;
             let revoked = sql_tx!(&mut tx, |db| {
                 sqlx::query(REVOKE_KEY)
                     .bind(kid)
@@ -141,16 +173,7 @@ impl KeyStore for SqlStore {
             let signing = match newest {
                 Some(kid) => kid,
                 None => {
-                    sql_tx!(&mut tx, |db| {
-                        sqlx::query(INSERT_KEY)
-                            .bind(replacement.kid.as_str())
-                            .bind(replacement.private_key.as_slice())
-                            .bind(DbTime(replacement.created_at))
-                            .bind(DbTime(now))
-                            .execute(db)
-                            .await
-                            .map(drop)
-                    })?;
+                    self.insert_key(&mut tx, replacement, now).await?;
                     replacement.kid.clone()
                 }
             };

@@ -2,10 +2,12 @@
 //! enum of the two pools. Statement texts are written once (sqlx's SQLite driver accepts `$n`
 //! placeholders); [`sql!`] and [`sql_tx!`] expand one statement into its two match arms.
 
+mod at_rest;
 mod codes;
 mod keys;
 mod outbox;
 mod postgres;
+mod secrets;
 mod sessions;
 mod sqlite;
 mod users;
@@ -22,6 +24,8 @@ use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Transaction, Type};
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
+pub use self::at_rest::RewrapCounts;
+use self::at_rest::SqlKeyStore;
 use super::{
     CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult,
     Sweep, SweepCutoffs, UserStore, bounded,
@@ -47,6 +51,16 @@ impl SqlPool {
         Ok(match self {
             Self::Postgres(pool) => SqlTx::Postgres(pool.begin().await?),
             Self::Sqlite(pool) => SqlTx::Sqlite(pool.begin().await?),
+        })
+    }
+
+    /// Starts a transaction that reads rows and then rewrites them: on SQLite it takes the
+    /// write lock at once (`BEGIN IMMEDIATE`), since a deferred transaction that has read
+    /// cannot take it after another connection wrote.
+    pub(crate) async fn begin_immediate(&self) -> Result<SqlTx, sqlx::Error> {
+        Ok(match self {
+            Self::Postgres(pool) => SqlTx::Postgres(pool.begin().await?),
+            Self::Sqlite(pool) => SqlTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 }
@@ -118,25 +132,29 @@ pub(crate) struct SqlHandles {
     pub keys: Arc<dyn KeyStore>,
     pub sweeper: Arc<dyn Sweep>,
     pub outbox: Arc<dyn OutboxStore>,
+    /// The sealed tables themselves, for `keys rewrap`.
+    pub sealed: Arc<SqlKeyStore>,
 }
 
 impl SqlHandles {
-    fn from_store(store: SqlStore) -> Self {
-        let store = Arc::new(store);
+    fn new(store: Arc<SqlStore>, sealed: Arc<SqlKeyStore>) -> Self {
         Self {
             users: store.clone(),
             codes: store.clone(),
             sessions: store.clone(),
-            secrets: store.clone(),
             ping: store.clone(),
-            keys: store.clone(),
             outbox: store.clone(),
             sweeper: store,
+            secrets: sealed.clone(),
+            keys: sealed.clone(),
+            sealed,
         }
     }
 }
 
-/// Connects to `DATABASE_URL` (PostgreSQL or SQLite) and applies its migrations.
+/// Connects to `DATABASE_URL` (PostgreSQL or SQLite), applies its migrations, and checks the
+/// keys at rest open with the configured key-encryption keys (sealing rows kept in clear by
+/// earlier versions); a wrong key fails here, before anything is written.
 pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlHandles> {
     let store = match settings.database_kind() {
         Some(DatabaseKind::Postgres) => postgres::connect(settings).await?,
@@ -145,7 +163,9 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlHandles> {
             anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
         }
     };
-    Ok(SqlHandles::from_store(store))
+    let store = Arc::new(store);
+    let sealed = Arc::new(SqlKeyStore::open(settings, store.clone()).await?);
+    Ok(SqlHandles::new(store, sealed))
 }
 
 /// A UTC timestamp as both dialects store it: `TIMESTAMPTZ` in PostgreSQL, fixed-width
@@ -206,10 +226,6 @@ impl<'r> Decode<'r, Postgres> for DbTime {
     }
 }
 
-const INSERT_SECRET: &str = "INSERT INTO server_secrets (name, value, created_at) \
-     VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
-const FIND_SECRET: &str = "SELECT value FROM server_secrets WHERE name = $1";
-
 // Each deletes at most $2 rows, so one statement stays short however large the backlog.
 const SWEEP_CODES: &str = "DELETE FROM verification_codes WHERE (email, purpose) IN \
      (SELECT email, purpose FROM verification_codes WHERE expires_at <= $1 LIMIT $2)";
@@ -233,35 +249,6 @@ const MAX_SWEEP_BATCHES: u32 = 100;
 /// Time left from `now` until `until`, zero if past.
 pub(crate) fn remaining(until: OffsetDateTime, now: OffsetDateTime) -> Duration {
     Duration::try_from(until - now).unwrap_or(Duration::ZERO)
-}
-
-#[async_trait]
-impl SecretStore for SqlStore {
-    async fn get_or_create(
-        &self,
-        name: &str,
-        candidate: &[u8],
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<u8>> {
-        bounded(self.timeout, "loading server secret", async {
-            sql!(&self.pool, |db| {
-                sqlx::query(INSERT_SECRET)
-                    .bind(name)
-                    .bind(candidate)
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            sql!(&self.pool, |db| {
-                sqlx::query_scalar::<_, Vec<u8>>(FIND_SECRET)
-                    .bind(name)
-                    .fetch_one(db)
-                    .await
-            })
-        })
-        .await
-    }
 }
 
 #[async_trait]

@@ -80,6 +80,7 @@ impl TestEnv {
             database_max_connections: 5,
             // Retries after the test moves the clock are picked up quickly.
             outbox_poll: Duration::from_millis(100),
+            key_encryption_key: Some(super::at_rest::random_kek()),
             ..Settings::default()
         };
         let clock = Arc::new(ManualClock::starting_now());

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 use uuid::Uuid;
 
+use super::at_rest::SealedRow;
 use super::backend::Backend;
 use super::proxy::TcpProxy;
 use super::servers;
@@ -224,31 +225,95 @@ impl TestDatabase {
             .expect("connecting to the PostgreSQL test database")
     }
 
-    /// The stored PKCS#8 private key of signing key `kid`, read directly.
-    pub async fn signing_key(&self, kid: &str) -> Option<Vec<u8>> {
-        const SQL: &str = "SELECT private_key FROM signing_keys WHERE kid = $1";
-        match self.backend {
+    /// Every row of `signing_keys` and `server_secrets` (those tables, in that order, each by
+    /// name), as stored.
+    pub async fn sealed_rows(&self) -> Vec<SealedRow> {
+        const TABLES: [(&str, &str); 2] = [
+            (
+                "signing_keys",
+                "SELECT kid, private_key, kek_id FROM signing_keys ORDER BY kid",
+            ),
+            (
+                "server_secrets",
+                "SELECT name, value, kek_id FROM server_secrets ORDER BY name",
+            ),
+        ];
+        let mut all = Vec::new();
+        for (table, sql) in TABLES {
+            let rows: Vec<(String, Vec<u8>, Option<String>)> = match self.backend {
+                Backend::Sqlite => {
+                    let mut conn = self.sqlite().await;
+                    let rows = sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql);
+                    let _ = conn.close().await;
+                    rows
+                }
+                Backend::Postgres | Backend::PostgresRedis => {
+                    let mut conn = self.postgres().await;
+                    let rows = sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql);
+                    let _ = conn.close().await;
+                    rows
+                }
+            };
+            all.extend(rows.into_iter().map(|(name, value, kek_id)| SealedRow {
+                table,
+                name,
+                value,
+                kek_id,
+            }));
+        }
+        all
+    }
+
+    /// Overwrites the stored value and KEK id of `row` (its table and name) with `row`'s.
+    pub async fn write_sealed_row(&self, row: &SealedRow) {
+        let sql = match row.table {
+            "signing_keys" => {
+                "UPDATE signing_keys SET private_key = $2, kek_id = $3 WHERE kid = $1"
+            }
+            _ => "UPDATE server_secrets SET value = $2, kek_id = $3 WHERE name = $1",
+        };
+        let done = match self.backend {
             Backend::Sqlite => {
                 let mut conn = self.sqlite().await;
-                let key = sqlx::query_scalar(SQL)
-                    .bind(kid)
-                    .fetch_optional(&mut conn)
+                let done = sqlx::query(sql)
+                    .bind(&row.name)
+                    .bind(&row.value)
+                    .bind(&row.kek_id)
+                    .execute(&mut conn)
                     .await
-                    .expect(SQL);
+                    .expect(sql);
                 let _ = conn.close().await;
-                key
+                done.rows_affected()
             }
             Backend::Postgres | Backend::PostgresRedis => {
                 let mut conn = self.postgres().await;
-                let key = sqlx::query_scalar(SQL)
-                    .bind(kid)
-                    .fetch_optional(&mut conn)
+                let done = sqlx::query(sql)
+                    .bind(&row.name)
+                    .bind(&row.value)
+                    .bind(&row.kek_id)
+                    .execute(&mut conn)
                     .await
-                    .expect(SQL);
+                    .expect(sql);
                 let _ = conn.close().await;
-                key
+                done.rows_affected()
             }
-        }
+        };
+        assert_eq!(done, 1, "no {} row {}", row.table, row.name);
+    }
+
+    /// The SQLite database's files (the database and its write-ahead log), for a look at every
+    /// byte; empty on PostgreSQL.
+    pub fn sqlite_files(&self) -> Vec<PathBuf> {
+        self.sqlite_dir
+            .iter()
+            .flat_map(|dir| ["test.db", "test.db-wal"].map(|file| dir.join(file)))
+            .filter(|path| path.exists())
+            .collect()
+    }
+
+    /// The directory of the SQLite file (None on PostgreSQL).
+    pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
+        self.sqlite_dir.as_deref()
     }
 
     /// Drops the database, the Redis keys and the temp dir (best effort).

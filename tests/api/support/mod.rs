@@ -3,6 +3,7 @@
 //! outside checker tools in a venv. `cargo test` alone is the whole set-up.
 
 pub mod app;
+pub mod at_rest;
 pub mod backend;
 pub mod database;
 pub mod http;
