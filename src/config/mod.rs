@@ -5,6 +5,7 @@
 //! `aidlc-auth --help` lists them all.
 
 mod parse;
+mod runtime;
 #[cfg(test)]
 mod tests;
 mod url;
@@ -20,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use self::parse::parse;
 use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
+pub use self::runtime::RuntimeSettings;
 pub use self::url::redact_url;
 use crate::domain::Locale;
 
@@ -253,6 +255,9 @@ pub struct Settings {
     /// When set (16+ characters), introspection answers only callers presenting it.
     #[arg(long, env = "AIDLC_INTROSPECTION_SECRET", value_parser = secret)]
     pub introspection_secret: Option<SecretString>,
+    /// Shutdown timing, the metrics listener, CORS.
+    #[command(flatten)]
+    pub runtime: RuntimeSettings,
 }
 
 impl Default for Settings {
@@ -400,6 +405,7 @@ impl fmt::Debug for Settings {
                 "introspection_secret",
                 &self.introspection_secret.as_ref().map(|_| "***"),
             )
+            .field("runtime", &self.runtime)
             .finish()
     }
 }

@@ -86,6 +86,7 @@ impl Settings {
                  reach this one at (it is the iss of every token and the base of discovery)",
             );
         }
+        self.runtime.validate()?;
         self.validate_mail()
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aidlc_auth::app::{App, Overrides};
 use aidlc_auth::clock::ManualClock;
-use aidlc_auth::config::{Argon2Params, LogFormat, Settings};
+use aidlc_auth::config::{Argon2Params, LogFormat, RuntimeSettings, Settings};
 use aidlc_auth::email::EmailSender;
 use secrecy::SecretString;
 use tokio::sync::oneshot;
@@ -75,6 +75,11 @@ impl TestEnv {
             database_max_connections: 5,
             // Retries after the test moves the clock are picked up quickly.
             outbox_poll: Duration::from_millis(100),
+            // No load balancer to wait for: `stop` goes straight to finishing requests.
+            runtime: RuntimeSettings {
+                shutdown_drain: Duration::ZERO,
+                ..Settings::default().runtime
+            },
             ..Settings::default()
         };
         let clock = Arc::new(ManualClock::starting_now());
@@ -99,6 +104,7 @@ impl TestEnv {
             mailer: self
                 .capture_mail
                 .then(|| Arc::new(CapturingMailer(self.mailbox.clone())) as Arc<dyn EmailSender>),
+            metrics: None,
         };
         let app = App::build_with(self.settings.clone(), overrides).await?;
         let port = app.port();
