@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, PASSWORD, TestEnv, backend_tests, unique_email};
+use crate::helpers::{Backend, PASSWORD, TestApp, TestEnv, backend_tests, unique_email};
 use crate::support::process::ServiceProcess;
 use crate::support::prometheus::Scrape;
 
@@ -181,4 +181,36 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests(backend: Backen
             );
         }
     }
+}
+
+/// Several apps in one process (as this suite runs them) share the one recorder the process
+/// may have: each serves `/metrics` on its own listener, and a request to one shows up there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_apps_share_the_process_recorder() {
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.settings.runtime.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let first = env.spawn().await;
+    let second = first.spawn_sibling().await;
+    async fn scrape_app(app: &TestApp) -> Scrape {
+        let port = app.metrics_port.expect("a metrics listener");
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let text = app
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        Scrape::parse(text).await
+    }
+    let health = [("route", "/health"), ("method", "GET"), ("status", "200")];
+    let before = scrape_app(&first).await.value(REQUESTS, &health);
+    assert_eq!(second.get("/health").await.status(), StatusCode::OK);
+    let after = scrape_app(&first).await.value(REQUESTS, &health);
+    assert!(after > before, "{before} -> {after}");
+    assert!(scrape_app(&second).await.value(REQUESTS, &health) >= after);
+    second.stop().await;
+    first.stop().await;
 }
