@@ -1,12 +1,17 @@
-//! Start-up: choose the stores from the settings, load shared secrets, bind, serve.
+//! Start-up: choose the stores from the settings, load shared secrets, bind, serve; and the
+//! orderly stop.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::accounts::{Accounts, CodeHasher, Deps, Hasher, Policy};
 use crate::clock::{Clock, SystemClock};
@@ -25,12 +30,19 @@ pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
     /// Instead of the configured mail transport.
     pub mailer: Option<Arc<dyn EmailSender>>,
+    /// The metrics recorder already installed in this process (several apps in one test
+    /// process share one); without it, one is installed when `AIDLC_METRICS_ADDR` is set.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// A built service, bound to its port, not yet serving.
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// The `/metrics` listener and what it renders, when `AIDLC_METRICS_ADDR` is set.
+    metrics: Option<(TcpListener, PrometheusHandle)>,
+    /// True from the shutdown signal on: readiness reads it.
+    stopping: watch::Sender<bool>,
     stores: Stores,
     clock: Arc<dyn Clock>,
     settings: Settings,
@@ -48,6 +60,19 @@ impl App {
     /// `settings` are validated already (`Settings::from_vars`, or `main` after parsing).
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let metrics = match settings.runtime.metrics_addr {
+            Some(addr) => {
+                let handle = match overrides.metrics {
+                    Some(handle) => handle,
+                    None => crate::metrics::install()?,
+                };
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?;
+                Some((listener, handle))
+            }
+            None => None,
+        };
         let mailer = match overrides.mailer {
             Some(mailer) => mailer,
             None => mailer(&settings).await?,
@@ -90,19 +115,23 @@ impl App {
             refresh_key,
             policy: Policy::from_settings(&settings),
         });
+        let (stopping, stopping_seen) = watch::channel(false);
         let state = AppState {
             accounts,
             probes: http::health::Probes {
                 database: stores.database.clone(),
                 redis: stores.redis.clone(),
+                stopping: stopping_seen,
             },
             issuer,
             introspection_secret: settings.introspection_secret.clone(),
         };
-        let router = http::router(state);
+        let router = http::router(state, &settings.runtime.cors_origins);
         Ok(Self {
             listener,
             router,
+            metrics,
+            stopping,
             stores,
             clock,
             settings,
@@ -116,41 +145,130 @@ impl App {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves (and sends queued mail) until `shutdown` completes, then finishes in-flight
-    /// requests and the mail being sent, and returns.
+    /// The bound port of the metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let (listener, _) = self.metrics.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
+    }
+
+    /// Serves (and sends queued mail, sweeps, serves metrics) until `shutdown` completes, then
+    /// stops in order: readiness answers 503 at once; requests are still served for the drain
+    /// time (the load balancer notices and stops routing here); then no new connection is
+    /// accepted and the requests in flight finish; then the background tasks stop and the
+    /// pools close. All of it within the grace time from the signal: past it, whatever still
+    /// runs is cut with a warning, so the process exits before the container is killed.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let port = self.port();
-        let sweeper = tokio::spawn(sweep_forever(
-            self.stores.clone(),
-            self.clock.clone(),
-            self.settings.sweep_interval,
-            self.keyring_config.retired_key_window(),
-            self.settings.pending_account_ttl,
-        ));
-        let (stop_sender, stopped) = tokio::sync::watch::channel(false);
-        let sender = tokio::spawn(self.dispatcher.run(stopped));
-        // Bounded: the batch under way finishes (each send is bounded), then the sender stops.
-        let sender_grace = dispatch_config(&self.settings).send_timeout * 2;
-        tracing::info!(port, environment = ?self.settings.environment, "Application startup complete");
-        let served = axum::serve(
+        let metrics_port = self.metrics_port();
+        let drain = self.settings.runtime.shutdown_drain;
+        let grace = self.settings.runtime.shutdown_grace;
+        let (stop_tasks, tasks_stopped) = watch::channel(false);
+        let mut tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
+            (
+                "sweeper",
+                tokio::spawn(sweep_forever(
+                    self.stores.clone(),
+                    self.clock.clone(),
+                    self.settings.sweep_interval,
+                    self.keyring_config.retired_key_window(),
+                    self.settings.pending_account_ttl,
+                    tasks_stopped.clone(),
+                )),
+            ),
+            (
+                "mail sender",
+                tokio::spawn(self.dispatcher.run(tasks_stopped.clone())),
+            ),
+        ];
+        if let Some((listener, handle)) = self.metrics {
+            let stopped = tasks_stopped.clone();
+            tasks.push((
+                "metrics listener",
+                tokio::spawn(async move {
+                    if let Err(e) = crate::metrics::serve(listener, handle, stopped).await {
+                        tracing::warn!(error = %e, "the metrics listener failed");
+                    }
+                }),
+            ));
+        }
+        tracing::info!(port, metrics_port, environment = ?self.settings.environment, "Application startup complete");
+
+        let mut stopping_seen = self.stopping.subscribe();
+        let serve = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        sweeper.abort();
-        let _ = stop_sender.send(true);
-        if tokio::time::timeout(sender_grace, sender).await.is_err() {
-            tracing::warn!("the mail sender did not stop in time; its rows' leases will run out");
+        .with_graceful_shutdown(async move {
+            let _ = stopping_seen.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(drain).await;
+            tracing::info!("no longer accepting connections; finishing the requests in flight");
+        })
+        .into_future();
+        tokio::pin!(serve);
+        let stopping = self.stopping;
+        let (served, deadline) = tokio::select! {
+            // Only an accept loop that failed ends before the signal.
+            served = &mut serve => (served, Instant::now() + grace),
+            () = shutdown => {
+                let deadline = Instant::now() + grace;
+                let _ = stopping.send(true);
+                tracing::info!(
+                    drain_secs = drain.as_secs(),
+                    grace_secs = grace.as_secs(),
+                    "shutting down: readiness answers 503; serving until the drain time is up"
+                );
+                match tokio::time::timeout_at(deadline, &mut serve).await {
+                    Ok(served) => (served, deadline),
+                    Err(_) => {
+                        tracing::warn!(
+                            grace_secs = grace.as_secs(),
+                            "requests still running at the end of the grace time were cut"
+                        );
+                        (Ok(()), deadline)
+                    }
+                }
+            }
+        };
+
+        let _ = stop_tasks.send(true);
+        for (name, task) in tasks {
+            // Each gets what is left of the grace, and a moment even when none is.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(LEAST_TASK_STOP);
+            let abort = task.abort_handle();
+            if tokio::time::timeout(left, task).await.is_err() {
+                abort.abort();
+                tracing::warn!(
+                    task = name,
+                    "a background task did not stop in time and was cut"
+                );
+            }
+        }
+        let closing = async {
+            self.stores.database.close().await;
+            if let Some(redis) = &self.stores.redis {
+                redis.close().await;
+            }
+        };
+        if tokio::time::timeout(LEAST_TASK_STOP, closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the connection pools did not close in time");
         }
         tracing::info!("shut down");
         served
     }
 }
+
+/// The least time a background task is given to stop, even when the grace is used up (the
+/// mail sender marks the mail it has just sent).
+const LEAST_TASK_STOP: Duration = Duration::from_secs(1);
 
 /// The configured mail transport. An SMTP server that fails its start-up check is only warned
 /// about (it may come up after us; each send reports its own failure).
@@ -204,11 +322,15 @@ async fn sweep_forever(
     every: Duration,
     key_window: Duration,
     pending_ttl: Duration,
+    mut stopped: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
         let now = clock.now();
         let cutoffs = SweepCutoffs {
             now,
@@ -225,10 +347,15 @@ async fn sweep_forever(
     }
 }
 
-/// The outbox's depth and the age of its oldest queued mail, once a sweep: INFO while mail is
-/// waiting or dead (what an operator alarms on), DEBUG when it is empty.
+/// The outbox's depth and the age of its oldest queued mail, once a sweep, as gauges and in the
+/// log: INFO while mail is waiting or dead (what an operator alarms on), DEBUG when it is
+/// empty.
 async fn log_outbox_depth(stores: &Stores, now: time::OffsetDateTime) {
-    match stores.outbox.counts(now).await {
+    let counts = stores.outbox.counts(now).await;
+    if let Ok(c) = &counts {
+        crate::metrics::outbox(c);
+    }
+    match counts {
         Ok(c) if c.queued + c.sending + c.dead > 0 => tracing::info!(
             queued = c.queued,
             sending = c.sending,

@@ -9,6 +9,7 @@ mod crypto;
 pub mod domain;
 pub mod email;
 pub mod http;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -7,6 +7,7 @@ use hmac::Mac;
 use super::{AccountError, Accounts};
 use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode};
 use crate::email::{Email, Message};
+use crate::metrics::{self, CodeEvent};
 use crate::store::{CodeCheck, Cooldown, OutboxMail, StoredCode};
 
 /// Keyed hashing of codes, so a leaked code store does not yield live codes without the key.
@@ -93,6 +94,7 @@ impl Accounts {
             expires_at: now + self.policy.code_ttl,
         };
         self.stores.codes.put(to, purpose, &stored).await?;
+        metrics::code(purpose, CodeEvent::Issued);
         let mail = Email {
             to: to.clone(),
             name: Some(name.clone()),
@@ -135,8 +137,14 @@ impl Accounts {
             .try_code(email, purpose, &hash, now, max, on_match)
             .await?
         {
-            CodeCheck::Accepted => Ok(()),
-            CodeCheck::Rejected => Err(AccountError::InvalidCode),
+            CodeCheck::Accepted => {
+                metrics::code(purpose, CodeEvent::Verified);
+                Ok(())
+            }
+            CodeCheck::Rejected => {
+                metrics::code(purpose, CodeEvent::Rejected);
+                Err(AccountError::InvalidCode)
+            }
         }
     }
 

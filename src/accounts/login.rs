@@ -2,14 +2,26 @@
 
 use secrecy::SecretString;
 
-use super::{AccountError, Accounts, ClientInfo, IssuedSession};
+use super::{AccountError, Accounts, ClientInfo, IssuedSession, outcome};
 use crate::domain::{CodePurpose, EmailAddress, OnMatch, OneTimeCode, UserStatus};
+use crate::metrics::{self, LoginMethod};
 
 impl Accounts {
     /// `POST /api/auth/login {email, password}`. Every failure is the same
     /// `InvalidCredentials`, after the same Argon2 work.
     #[tracing::instrument(skip_all)]
     pub async fn login_with_password(
+        &self,
+        email: EmailAddress,
+        password: SecretString,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AccountError> {
+        let result = self.check_password(email, password, client).await;
+        metrics::login(LoginMethod::Password, outcome(&result));
+        result
+    }
+
+    async fn check_password(
         &self,
         email: EmailAddress,
         password: SecretString,
@@ -38,6 +50,17 @@ impl Accounts {
     /// `POST /api/auth/verify-login`: consumes the login code and starts a session.
     #[tracing::instrument(skip_all)]
     pub async fn verify_login(
+        &self,
+        email: EmailAddress,
+        code: OneTimeCode,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AccountError> {
+        let result = self.check_login_code(email, code, client).await;
+        metrics::login(LoginMethod::Code, outcome(&result));
+        result
+    }
+
+    async fn check_login_code(
         &self,
         email: EmailAddress,
         code: OneTimeCode,

@@ -55,6 +55,17 @@ pub enum AccountError {
     Unexpected(anyhow::Error),
 }
 
+/// How `result` counts in the metrics.
+fn outcome<T>(result: &Result<T, AccountError>) -> crate::metrics::Outcome {
+    use crate::metrics::Outcome;
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(AccountError::Unavailable(_)) => Outcome::Unavailable,
+        Err(AccountError::Unexpected(_)) => Outcome::Error,
+        Err(_) => Outcome::Refused,
+    }
+}
+
 impl From<StoreError> for AccountError {
     fn from(e: StoreError) -> Self {
         match e {

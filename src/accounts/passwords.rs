@@ -137,7 +137,11 @@ impl Hasher {
 
 impl Hasher {
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AccountError> {
-        match tokio::time::timeout(MAX_QUEUE_WAIT, self.permits.acquire()).await {
+        let asked = std::time::Instant::now();
+        let permit = tokio::time::timeout(MAX_QUEUE_WAIT, self.permits.acquire()).await;
+        let granted = matches!(permit, Ok(Ok(_)));
+        crate::metrics::password_hash_slot(asked.elapsed(), granted);
+        match permit {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(AccountError::Unavailable(anyhow::anyhow!(
                 "password hashing saturated: no slot within {MAX_QUEUE_WAIT:?}"

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, ClientInfo};
 use crate::domain::{RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserStatus};
+use crate::metrics::{self, SessionEvent};
 use crate::tokens::{AccessClaims, RefreshToken};
 
 /// A token pair just issued: shown to its owner once.
@@ -75,6 +76,7 @@ impl Accounts {
             .create(&session, &refresh_token.digest(), limit)
             .await?;
         tracing::info!(user_id = %user.id.0, session_id = %session.id, "session started");
+        metrics::sessions(SessionEvent::Started, 1);
         if ended > 0 {
             tracing::info!(user_id = %user.id.0, ended, "oldest sessions ended: per-user session limit");
         }
@@ -130,9 +132,13 @@ impl Accounts {
             )
             .await?
         {
-            Rotation::Rotated(session) => session,
+            Rotation::Rotated(session) => {
+                metrics::sessions(SessionEvent::Refreshed, 1);
+                session
+            }
             Rotation::Replayed(session) => {
                 tracing::info!(session_id = %session.id, "refresh token replayed within the grace window");
+                metrics::sessions(SessionEvent::Refreshed, 1);
                 session
             }
             Rotation::ReuseDetected {
@@ -140,6 +146,7 @@ impl Accounts {
                 user_id,
             } => {
                 tracing::warn!(%session_id, %user_id, "retired refresh token presented again: session revoked");
+                metrics::sessions(SessionEvent::ReuseDetected, 1);
                 return Err(AccountError::InvalidRefreshToken);
             }
             Rotation::Invalid => return Err(AccountError::InvalidRefreshToken),
@@ -199,7 +206,8 @@ impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn logout(&self, caller: &Authenticated) -> Result<(), AccountError> {
         let now = self.clock.now();
-        self.stores
+        let revoked = self
+            .stores
             .sessions
             .revoke(
                 caller.session.id,
@@ -209,6 +217,7 @@ impl Accounts {
                 "logout",
             )
             .await?;
+        metrics::sessions(SessionEvent::Revoked, u64::from(revoked));
         tracing::info!(session_id = %caller.session.id, "logged out");
         Ok(())
     }
@@ -233,6 +242,7 @@ impl Accounts {
                 "logout_all",
             )
             .await?;
+        metrics::sessions(SessionEvent::Revoked, ended);
         tracing::info!(user_id = %caller.user.id.0, ended, keep_current, "logged out everywhere");
         Ok(ended)
     }
@@ -270,6 +280,7 @@ impl Accounts {
             )
             .await?
         {
+            metrics::sessions(SessionEvent::Revoked, 1);
             Ok(())
         } else {
             Err(AccountError::SessionNotFound)

@@ -6,6 +6,7 @@
 
 mod describe;
 mod parse;
+mod runtime;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -25,6 +26,7 @@ pub use self::describe::{REQUIRED_WHEN_DEPLOYED, REQUIRED_WHEN_DEPLOYED_DATABASE
 pub use self::parse::parse;
 use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
 pub use self::tls::{DatabaseCa, DatabaseTls};
+pub use self::runtime::RuntimeSettings;
 pub use self::url::redact_url;
 use crate::domain::Locale;
 
@@ -288,6 +290,9 @@ pub struct Settings {
     /// written with, until `keys rewrap` has moved every row to the current one.
     #[arg(long, env = "AIDLC_KEY_ENCRYPTION_KEY_PREVIOUS", value_parser = secret)]
     pub key_encryption_key_previous: Option<SecretString>,
+    /// Shutdown timing, the metrics listener, CORS.
+    #[command(flatten)]
+    pub runtime: RuntimeSettings,
 }
 
 impl Default for Settings {
@@ -451,6 +456,7 @@ impl fmt::Debug for Settings {
                 "key_encryption_key_previous",
                 &self.key_encryption_key_previous.as_ref().map(|_| "***"),
             )
+            .field("runtime", &self.runtime)
             .finish()
     }
 }

@@ -413,3 +413,46 @@ fn key_encryption_keys_are_32_bytes_of_base64_required_when_deployed_and_never_s
         "{shown}"
     );
 }
+
+#[test]
+fn shutdown_metrics_and_cors_defaults_and_bounds() {
+    let r = Settings::default().runtime;
+    assert_eq!(r.shutdown_drain, Duration::from_secs(5));
+    assert_eq!(r.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(r.metrics_addr, None);
+    assert!(r.cors_origins.is_empty());
+
+    let err = Settings::from_vars(vars(&[("AIDLC_SHUTDOWN_DRAIN_SECONDS", "20")])).unwrap_err();
+    assert!(
+        err.to_string().contains("AIDLC_SHUTDOWN_GRACE_SECONDS"),
+        "{err}"
+    );
+    let s = Settings::from_vars(vars(&[
+        ("AIDLC_METRICS_ADDR", "127.0.0.1:9090"),
+        (
+            "AIDLC_CORS_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(
+        s.runtime.metrics_addr,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
+    assert_eq!(
+        s.runtime.cors_origins,
+        ["https://app.example.com", "http://localhost:3000"]
+    );
+    for bad in [
+        "*",
+        "https://app.example.com/",
+        "https://app.example.com/path",
+        "app.example.com",
+    ] {
+        let err = Settings::from_vars(vars(&[("AIDLC_CORS_ORIGINS", bad)])).unwrap_err();
+        assert!(
+            err.to_string().contains("AIDLC_CORS_ORIGINS"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -89,6 +89,7 @@ impl Settings {
             );
         }
         self.validate_keys_at_rest()?;
+        self.runtime.validate()?;
         self.validate_mail()
     }
 

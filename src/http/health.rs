@@ -7,18 +7,22 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use super::error::ErrorDetail;
 use crate::store::Ping;
 
-/// What readiness pings: the SQL database, and Redis when configured.
+/// What readiness pings: the SQL database, and Redis when configured; and whether the
+/// process is shutting down.
 #[derive(Clone)]
 pub struct Probes {
     /// The SQL database.
     pub database: Arc<dyn Ping>,
     /// Redis, when `REDIS_URL` is set.
     pub redis: Option<Arc<dyn Ping>>,
+    /// True from the shutdown signal on (see `App::run`).
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// Liveness answer.
@@ -47,13 +51,29 @@ pub async fn live() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: pings the database and Redis, each within the dependency timeout.
+/// Readiness: 503 at once when shutting down (so the load balancer stops routing here while
+/// requests in flight finish); otherwise pings the database and Redis, each within the
+/// dependency timeout.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Every dependency answered", body = Readiness),
-        (status = 503, description = "A dependency did not answer; `checks` names it", body = Readiness),
+        (status = 503, description = "A dependency did not answer (`checks` names it), or the service is shutting down (`error.code` is `shutting_down`)", body = Readiness),
     ))]
 pub async fn ready(State(probes): State<Probes>) -> (StatusCode, Json<Readiness>) {
+    if *probes.stopping.borrow() {
+        let error = ErrorDetail {
+            code: "shutting_down",
+            message: "the service is shutting down".to_owned(),
+        };
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "stopping",
+                checks: BTreeMap::new(),
+                error: Some(error),
+            }),
+        );
+    }
     let (database, redis) = tokio::join!(probes.database.ping(), async {
         match &probes.redis {
             Some(redis) => Some(redis.ping().await),

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+mod layers;
 mod openapi;
 pub mod sessions;
 pub mod wellknown;
@@ -45,9 +46,10 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every route, with request ids, tracing, the body limit and JSON fallbacks.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route, with request ids, tracing, metrics, the body limit, the cache and sniffing
+/// headers, JSON fallbacks, and CORS for `cors_origins` (none: no CORS).
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let router = Router::new()
         .route("/health", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/openapi.json", get(openapi::serve))
@@ -87,7 +89,14 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
-        .with_state(state)
+        .layer(axum::middleware::from_fn(layers::record_metrics))
+        .layer(axum::middleware::map_response(layers::security_headers));
+    // Outermost, so a preflight is answered before any route sees it.
+    match layers::cors(cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+    .with_state(state)
 }
 
 /// Longest client-supplied request id that is kept.

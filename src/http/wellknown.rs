@@ -48,20 +48,21 @@ pub async fn jwks(State(accounts): State<Accounts>) -> Result<impl IntoResponse,
 /// endpoint and the access-token signing algorithm.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
     responses((status = 200, description = "RFC 8414 metadata, true members only", body = AuthorizationServerMetadata)))]
-pub async fn authorization_server_metadata(
-    State(state): State<AppState>,
-) -> Json<AuthorizationServerMetadata> {
+pub async fn authorization_server_metadata(State(state): State<AppState>) -> impl IntoResponse {
     let issuer = state.issuer.clone();
     let auth_methods = if state.introspection_secret.is_some() {
         vec!["client_secret_basic"]
     } else {
         vec!["none"]
     };
-    Json(AuthorizationServerMetadata {
+    let metadata = Json(AuthorizationServerMetadata {
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         introspection_endpoint: format!("{issuer}/api/auth/introspect"),
         introspection_endpoint_auth_methods_supported: auth_methods,
         access_token_signing_alg_values_supported: ["EdDSA"],
         issuer,
-    })
+    });
+    // Public and the same for every caller; it changes only with the deployment's settings.
+    let cache = format!("public, max-age={}", JWKS_MAX_AGE.as_secs());
+    ([(header::CACHE_CONTROL, cache)], metadata)
 }

@@ -28,6 +28,7 @@ use crate::domain::{
 };
 /// The session types [`SessionStore`] speaks in (they live in [`crate::domain`]).
 pub use crate::domain::{RefreshRules, Rotation, Session, SessionLimit};
+use crate::metrics::{Dependency, DependencyFailure};
 
 /// What can go wrong in a store, as the use cases see it.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +44,8 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Runs `op` under `limit`; an error or a timeout becomes `Unavailable` with `what` as context.
+/// Runs the SQL database call `op` under `limit`; an error or a timeout becomes `Unavailable`
+/// with `what` as context.
 pub(crate) async fn bounded<T, E>(
     limit: Duration,
     what: &'static str,
@@ -52,11 +54,33 @@ pub(crate) async fn bounded<T, E>(
 where
     E: std::error::Error + Send + Sync + 'static,
 {
+    bounded_on(Dependency::Database, limit, what, op).await
+}
+
+/// Runs the call `op` to `dependency` under `limit`; an error or a timeout becomes
+/// `Unavailable` with `what` as context, and is counted. Every dependency call passes here,
+/// so this is the one place dependency failures are measured.
+pub(crate) async fn bounded_on<T, E>(
+    dependency: Dependency,
+    limit: Duration,
+    what: &'static str,
+    op: impl Future<Output = Result<T, E>>,
+) -> StoreResult<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match tokio::time::timeout(limit, op).await {
-        Ok(result) => result.context(what).map_err(StoreError::Unavailable),
-        Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!(
-            "{what}: no answer within {limit:?}"
-        ))),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            crate::metrics::dependency_failure(dependency, DependencyFailure::Error);
+            Err(StoreError::Unavailable(anyhow::Error::new(e).context(what)))
+        }
+        Err(_) => {
+            crate::metrics::dependency_failure(dependency, DependencyFailure::Timeout);
+            Err(StoreError::Unavailable(anyhow::anyhow!(
+                "{what}: no answer within {limit:?}"
+            )))
+        }
     }
 }
 
@@ -298,6 +322,10 @@ pub trait SecretStore: Send + Sync {
 pub trait Ping: Send + Sync {
     /// Answers when the dependency does, within the dependency timeout.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Closes the connections at shutdown (waiting for those in use to be returned); later
+    /// calls fail. Connections that close by being dropped need nothing more.
+    async fn close(&self) {}
 }
 
 /// Expired-row clean-up for backends without their own expiry.

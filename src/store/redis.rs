@@ -12,9 +12,10 @@ use redis::{AsyncCommands, IntoConnectionInfo, Script, TlsCertificates};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use super::{CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded};
+use super::{CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded_on};
 use crate::config::redact_url;
 use crate::domain::{CodePurpose, EmailAddress, OnMatch};
+use crate::metrics::Dependency;
 
 /// Codes and cooldowns in Redis.
 pub(crate) struct RedisStore {
@@ -200,20 +201,25 @@ impl CodeStore for RedisStore {
     ) -> StoreResult<CodeCheck> {
         let key = self.pair_key("code", email, purpose);
         let mut conn = self.conn.clone();
-        let matched: i64 = bounded(self.timeout, "checking code in Redis", async {
-            self.consume
-                .key(&key)
-                .arg(hash)
-                .arg(micros(now))
-                .arg(max_attempts)
-                .arg(if on_match == OnMatch::Consume {
-                    "1"
-                } else {
-                    "0"
-                })
-                .invoke_async(&mut conn)
-                .await
-        })
+        let matched: i64 = bounded_on(
+            Dependency::Redis,
+            self.timeout,
+            "checking code in Redis",
+            async {
+                self.consume
+                    .key(&key)
+                    .arg(hash)
+                    .arg(micros(now))
+                    .arg(max_attempts)
+                    .arg(if on_match == OnMatch::Consume {
+                        "1"
+                    } else {
+                        "0"
+                    })
+                    .invoke_async(&mut conn)
+                    .await
+            },
+        )
         .await?;
         Ok(if matched == 1 {
             CodeCheck::Accepted
@@ -230,22 +236,27 @@ impl CodeStore for RedisStore {
     ) -> StoreResult<()> {
         let key = self.pair_key("code", email, purpose);
         let mut conn = self.conn.clone();
-        bounded(self.timeout, "storing code in Redis", async {
-            redis::pipe()
-                .atomic()
-                .del(&key)
-                .hset_multiple(
-                    &key,
-                    &[
-                        ("hash", code.hash.clone()),
-                        ("attempts", "0".to_owned()),
-                        ("expires_at", micros(code.expires_at).to_string()),
-                    ],
-                )
-                .pexpire_at(&key, micros(code.expires_at) / 1000)
-                .query_async::<()>(&mut conn)
-                .await
-        })
+        bounded_on(
+            Dependency::Redis,
+            self.timeout,
+            "storing code in Redis",
+            async {
+                redis::pipe()
+                    .atomic()
+                    .del(&key)
+                    .hset_multiple(
+                        &key,
+                        &[
+                            ("hash", code.hash.clone()),
+                            ("attempts", "0".to_owned()),
+                            ("expires_at", micros(code.expires_at).to_string()),
+                        ],
+                    )
+                    .pexpire_at(&key, micros(code.expires_at) / 1000)
+                    .query_async::<()>(&mut conn)
+                    .await
+            },
+        )
         .await
     }
 
@@ -259,15 +270,20 @@ impl CodeStore for RedisStore {
         let key = self.pair_key("cooldown", email, purpose);
         let until = now + length;
         let mut conn = self.conn.clone();
-        let answer: i64 = bounded(self.timeout, "starting resend cooldown in Redis", async {
-            self.cooldown
-                .key(&key)
-                .arg(micros(now))
-                .arg(micros(until))
-                .arg(millis_until(until, now))
-                .invoke_async(&mut conn)
-                .await
-        })
+        let answer: i64 = bounded_on(
+            Dependency::Redis,
+            self.timeout,
+            "starting resend cooldown in Redis",
+            async {
+                self.cooldown
+                    .key(&key)
+                    .arg(micros(now))
+                    .arg(micros(until))
+                    .arg(millis_until(until, now))
+                    .invoke_async(&mut conn)
+                    .await
+            },
+        )
         .await?;
         if answer < 0 {
             return Ok(Cooldown::Started);
@@ -279,9 +295,12 @@ impl CodeStore for RedisStore {
     async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()> {
         let key = self.pair_key("cooldown", email, purpose);
         let mut conn = self.conn.clone();
-        bounded(self.timeout, "clearing resend cooldown in Redis", async {
-            conn.del::<_, ()>(&key).await
-        })
+        bounded_on(
+            Dependency::Redis,
+            self.timeout,
+            "clearing resend cooldown in Redis",
+            async { conn.del::<_, ()>(&key).await },
+        )
         .await
     }
 }
@@ -290,7 +309,7 @@ impl CodeStore for RedisStore {
 impl Ping for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn.clone();
-        bounded(self.timeout, "pinging Redis", async {
+        bounded_on(Dependency::Redis, self.timeout, "pinging Redis", async {
             redis::cmd("PING").query_async::<String>(&mut conn).await
         })
         .await

@@ -254,6 +254,7 @@ pub async fn publish_next_key(
         let new = new_stored_key(now, now + config.activation_delay())?;
         if store.publish_next(current.as_deref(), &new).await? {
             tracing::info!(kid = %new.kid, replaces = ?current, activates_at = %new.activates_at, "signing key rotation started");
+            crate::metrics::key_rotation();
             return Ok(new);
         }
     }
@@ -315,6 +316,7 @@ async fn load_keys(
                     .map_err(KeyRingError::Keys)?;
                 if store.publish_next(Some(&k.kid), &next).await? {
                     tracing::info!(kid = %next.kid, replaces = %k.kid, "scheduled signing key rotation started");
+                    crate::metrics::key_rotation();
                 }
             }
             _ => return build(&stored, config, now).map_err(KeyRingError::Keys),

@@ -261,6 +261,13 @@ impl Ping for SqlStore {
         })
         .await
     }
+
+    async fn close(&self) {
+        match &self.pool {
+            SqlPool::Postgres(pool) => pool.close().await,
+            SqlPool::Sqlite(pool) => pool.close().await,
+        }
+    }
 }
 
 #[async_trait]

@@ -2,13 +2,14 @@
 //! instances of the real service on port 0 against it.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use aidlc_auth::app::{App, Overrides};
 use aidlc_auth::clock::ManualClock;
-use aidlc_auth::config::{Argon2Params, LogFormat, Settings};
+use aidlc_auth::config::{Argon2Params, LogFormat, RuntimeSettings, Settings};
 use aidlc_auth::email::EmailSender;
+use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -19,6 +20,15 @@ use super::mailbox::{CapturingMailer, Mailbox};
 use super::servers;
 
 static TRACING: Once = Once::new();
+
+/// The metrics recorder of this test process: installed by the first app that serves metrics
+/// and shared by every later one (a process has one recorder).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| aidlc_auth::metrics::install().expect("installing the metrics recorder"))
+        .clone()
+}
 
 /// `TEST_LOG=1 cargo test --test api` shows the app's log.
 fn init_tracing() {
@@ -81,6 +91,11 @@ impl TestEnv {
             // Retries after the test moves the clock are picked up quickly.
             outbox_poll: Duration::from_millis(100),
             key_encryption_key: Some(super::at_rest::random_kek()),
+            // No load balancer to wait for: `stop` goes straight to finishing requests.
+            runtime: RuntimeSettings {
+                shutdown_drain: Duration::ZERO,
+                ..Settings::default().runtime
+            },
             ..Settings::default()
         };
         let clock = Arc::new(ManualClock::starting_now());
@@ -105,9 +120,11 @@ impl TestEnv {
             mailer: self
                 .capture_mail
                 .then(|| Arc::new(CapturingMailer(self.mailbox.clone())) as Arc<dyn EmailSender>),
+            metrics: self.settings.runtime.metrics_addr.map(|_| metrics_handle()),
         };
         let app = App::build_with(self.settings.clone(), overrides).await?;
         let port = app.port();
+        let metrics_port = app.metrics_port();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -120,6 +137,7 @@ impl TestEnv {
         Ok(TestApp {
             address: format!("http://127.0.0.1:{port}"),
             port,
+            metrics_port,
             client,
             env: self.clone(),
             shutdown: Some(tx),
@@ -134,6 +152,8 @@ pub struct TestApp {
     pub address: String,
     /// The bound port.
     pub port: u16,
+    /// The metrics listener's port, when the settings name a metrics address.
+    pub metrics_port: Option<u16>,
     /// A client that never uses a system proxy.
     pub client: reqwest::Client,
     /// What this app shares with its siblings.

@@ -9,6 +9,8 @@ pub mod database;
 pub mod http;
 pub mod mailbox;
 pub mod node;
+pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod python;
 pub mod servers;

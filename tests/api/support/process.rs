@@ -1,0 +1,173 @@
+//! The real binary as a child process, for what only a process shows: how it answers a
+//! signal, its exit code, and the metrics recorder `main` installs.
+
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use super::app::{TEST_ISSUER, TestEnv};
+
+/// How long the binary may take to listen (migrations on a loaded machine included).
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// One running `aidlc-auth` process on a test's database (and Redis).
+pub struct ServiceProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The metrics listener's port, when `AIDLC_METRICS_ADDR` was given.
+    pub metrics_port: Option<u16>,
+    /// A client that never uses a system proxy.
+    pub client: reqwest::Client,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    /// Starts the binary on `env`'s database, Redis and key prefix (cheap Argon2, port 0, JSON
+    /// logs) with `extra` variables on top, and waits until it listens.
+    pub async fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Self {
+        let settings = &env.settings;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aidlc-auth"));
+        command
+            .env_clear()
+            .env("DATABASE_URL", &env.db.direct_url)
+            .env("AIDLC_REDIS_KEY_PREFIX", &settings.redis_key_prefix)
+            .env("AIDLC_HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("AIDLC_JWT_ISSUER", TEST_ISSUER)
+            .env(
+                "AIDLC_ARGON2_MEMORY_KIB",
+                settings.argon2.memory_kib.to_string(),
+            )
+            .env(
+                "AIDLC_ARGON2_ITERATIONS",
+                settings.argon2.iterations.to_string(),
+            )
+            .env("AIDLC_ARGON2_PARALLELISM", "1")
+            // A loaded test machine must not turn a slow statement into a failed test.
+            .env("AIDLC_DEPENDENCY_TIMEOUT_MS", "5000")
+            .env("AIDLC_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(redis) = &settings.redis_url {
+            command.env("REDIS_URL", redis.expose_secret());
+        }
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("starting aidlc-auth");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            collect_lines(stdout, log.clone());
+        }
+        if let Some(stderr) = child.stderr.take() {
+            collect_lines(stderr, log.clone());
+        }
+        let started = Instant::now();
+        let ready = loop {
+            if let Some(line) = log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["message"] == "Application startup complete")
+            {
+                break line;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "aidlc-auth exited at start ({status}):\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                started.elapsed() < START_LIMIT,
+                "aidlc-auth did not listen within {START_LIMIT:?}:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let port = ready["port"]
+            .as_u64()
+            .expect("the start-up line names the port");
+        let metrics_port = ready["metrics_port"]
+            .as_u64()
+            .map(|p| u16::try_from(p).expect("a port"));
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("building the HTTP client");
+        Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            metrics_port,
+            client,
+            log,
+        }
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// The `host:port` the API listens on.
+    pub fn socket_address(&self) -> &str {
+        self.address.trim_start_matches("http://")
+    }
+
+    /// Sends SIGTERM, as ECS does to stop a task.
+    pub async fn terminate(&self) {
+        let pid = self.child.id().expect("the process is running");
+        let status = Command::new("kill")
+            .args(["-s", "TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("running kill");
+        assert!(status.success(), "kill -s TERM {pid} failed");
+    }
+
+    /// Waits for the process to exit, at most `limit`; returns how it exited.
+    pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status.expect("waiting for aidlc-auth"),
+            Err(_) => panic!(
+                "aidlc-auth did not exit within {limit:?}:\n{}",
+                self.log().join("\n")
+            ),
+        }
+    }
+
+    /// Every line the process has written so far (stdout and stderr).
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The JSON log lines whose message is `message`.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        self.log()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["message"] == message)
+            .collect()
+    }
+}
+
+/// Appends each line of `stream` to `log` until it closes (so the pipe never fills).
+fn collect_lines(stream: impl AsyncRead + Unpin + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().unwrap().push(line);
+        }
+    });
+}
