@@ -1,5 +1,7 @@
-//! Redis for codes and resend cooldowns: atomic scripts, expiry by the server (`PX`), and the logical
+//! Redis for codes, resend cooldowns and rate limits (`limits`): atomic scripts, expiry by the server (`PX`), and the logical
 //! expiry checked against the service's `Clock` so tests and servers agree on "expired".
+
+mod limits;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ pub(crate) struct RedisStore {
     timeout: Duration,
     consume: Script,
     cooldown: Script,
+    limits: limits::LimitScripts,
 }
 
 // KEYS[1] code hash; ARGV: presented hash, now (µs), max attempts, spend (1 or 0).
@@ -102,6 +105,7 @@ impl RedisStore {
             timeout,
             consume: Script::new(CONSUME_SCRIPT),
             cooldown: Script::new(COOLDOWN_SCRIPT),
+            limits: limits::LimitScripts::new(),
         };
         store.ping().await.context("pinging Redis")?;
         tracing::info!(redis = %redact_url(url), "Redis connected");

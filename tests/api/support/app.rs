@@ -8,6 +8,7 @@ use std::time::Duration;
 use aidlc_auth::app::{App, Overrides};
 use aidlc_auth::clock::ManualClock;
 use aidlc_auth::config::{Argon2Params, LogFormat, Settings};
+use aidlc_auth::domain::RateLimit;
 use aidlc_auth::email::EmailSender;
 use secrecy::SecretString;
 use tokio::sync::oneshot;
@@ -31,6 +32,11 @@ fn init_tracing() {
 
 /// The issuer every test app signs for (unless a test sets its own or none).
 pub const TEST_ISSUER: &str = "http://localhost:8001";
+
+/// A limit no ordinary scenario reaches.
+fn lenient() -> RateLimit {
+    "100000/1m".parse().expect("a valid limit")
+}
 
 /// What one test's apps share: settings, database, clock and mailbox.
 #[derive(Clone)]
@@ -75,6 +81,14 @@ impl TestEnv {
             database_max_connections: 5,
             // Retries after the test moves the clock are picked up quickly.
             outbox_poll: Duration::from_millis(100),
+            // Scenarios make many requests from one address and client IP: limits far above
+            // them, unless a test of the limits sets its own (see `limits.rs`).
+            rate_limit_ip: lenient(),
+            rate_limit_address: lenient(),
+            rate_limit_refresh: lenient(),
+            code_guess_limit: lenient(),
+            code_issue_limit: lenient(),
+            password_failure_limit: lenient(),
             ..Settings::default()
         };
         let clock = Arc::new(ManualClock::starting_now());
