@@ -202,9 +202,14 @@ const RETRY_SHARED_AFTER: Duration = Duration::from_secs(5);
 
 /// The shared counters, or the per-instance ones while the shared store is unreachable: a
 /// limit is never skipped. The switch is logged once each way and the degraded checks counted.
+///
+/// A refusal is also remembered here until its wait is over, so a client that keeps sending
+/// past its limit is refused without a store round trip: a flood cannot tie up the database
+/// pool or Redis that everyone else's requests need.
 pub struct FallbackLimiter {
     shared: Arc<dyn RateLimiter>,
     local: MemoryLimiter,
+    refused_until: Mutex<HashMap<String, OffsetDateTime>>,
     degraded: AtomicBool,
     retry_at: Mutex<Option<Instant>>,
     degraded_checks: AtomicU64,
@@ -216,10 +221,17 @@ impl FallbackLimiter {
         Self {
             shared,
             local: MemoryLimiter::new(secret),
+            refused_until: Mutex::new(HashMap::new()),
             degraded: AtomicBool::new(false),
             retry_at: Mutex::new(None),
             degraded_checks: AtomicU64::new(0),
         }
+    }
+
+    fn lock_refused(&self) -> std::sync::MutexGuard<'_, HashMap<String, OffsetDateTime>> {
+        self.refused_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Checks answered by the in-memory counters since start.
@@ -276,15 +288,38 @@ impl RateLimiter for FallbackLimiter {
         limit: &RateLimit,
         now: OffsetDateTime,
     ) -> StoreResult<Admission> {
-        self.run(
-            self.shared.acquire(key, limit, now),
-            self.local.acquire(key, limit, now),
-        )
-        .await
+        let name = key_name(&self.local.secret, key);
+        if let Some(until) = self.lock_refused().get(&name).copied()
+            && until > now
+        {
+            return Ok(Admission::Denied(
+                Duration::try_from(until - now).unwrap_or_default(),
+            ));
+        }
+        let answer = self
+            .run(
+                self.shared.acquire(key, limit, now),
+                self.local.acquire(key, limit, now),
+            )
+            .await?;
+        if let Admission::Denied(wait) = &answer {
+            let mut refused = self.lock_refused();
+            if refused.len() >= MEMORY_MAX_KEYS {
+                refused.retain(|_, until| *until > now);
+                if refused.len() >= MEMORY_MAX_KEYS {
+                    refused.clear();
+                }
+            }
+            refused.insert(name, now + *wait);
+        }
+        Ok(answer)
     }
 
     async fn release(&self, key: LimitKey<'_>, hit: &HitId) -> StoreResult<()> {
-        // The hit may live in either; giving it back to both is harmless.
+        // The hit may live in either; giving it back to both is harmless. A refusal
+        // remembered for the key may no longer hold.
+        self.lock_refused()
+            .remove(&key_name(&self.local.secret, key));
         self.local.release(key, hit).await?;
         self.run(self.shared.release(key, hit), async { Ok(()) })
             .await

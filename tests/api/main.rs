@@ -7,6 +7,7 @@ mod durability;
 mod health;
 mod helpers;
 mod key_revocation;
+mod limits;
 mod locale;
 mod login;
 mod openapi;

@@ -1,5 +1,6 @@
 //! Rate-limit counters in SQL (used when Redis is not configured): a row per hit, judged by
-//! [`RateLimit::wait`] inside a transaction that holds the key's row.
+//! [`RateLimit::wait`]: a key over its limit by one read, otherwise inside a transaction that
+//! holds the key's row.
 
 use std::time::Duration;
 
@@ -40,7 +41,22 @@ impl RateLimiter for SqlLimiter {
     ) -> StoreResult<Admission> {
         let name = key_name(&self.secret, key);
         let expires_at = now + limit.longest();
+        let since = DbTime(now - limit.longest());
         bounded(self.timeout, "checking a rate limit", async {
+            // A key already over its limit (a flood) is refused by this one read, without
+            // the transaction and the row lock: a flood must not hold the pool's connections
+            // waiting for each other.
+            let hits: Vec<DbTime> = sql!(&self.pool, |db| {
+                sqlx::query_scalar(HITS_SINCE)
+                    .bind(&name)
+                    .bind(since)
+                    .fetch_all(db)
+                    .await
+            })?;
+            let times: Vec<OffsetDateTime> = hits.into_iter().map(|t| t.0).collect();
+            if let Some(wait) = limit.wait(&times, now) {
+                return Ok(Admission::Denied(wait));
+            }
             let mut tx = self.pool.begin().await?;
             sql_tx!(&mut tx, |db| {
                 sqlx::query(LOCK_KEY)
@@ -53,7 +69,7 @@ impl RateLimiter for SqlLimiter {
             let hits: Vec<DbTime> = sql_tx!(&mut tx, |db| {
                 sqlx::query_scalar(HITS_SINCE)
                     .bind(&name)
-                    .bind(DbTime(now - limit.longest()))
+                    .bind(since)
                     .fetch_all(db)
                     .await
             })?;
