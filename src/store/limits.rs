@@ -99,10 +99,13 @@ pub(crate) fn key_name(secret: &[u8], key: LimitKey<'_>) -> String {
 /// none has expired the oldest key goes (a flood of distinct keys cannot exhaust memory).
 const MEMORY_MAX_KEYS: usize = 100_000;
 
+/// One hit in memory: its id, its time, and when it is forgotten.
+type MemoryHit = (HitId, OffsetDateTime, OffsetDateTime);
+
 /// Per-instance counters: exact within one process, used only while the shared store is down.
 pub struct MemoryLimiter {
     secret: Vec<u8>,
-    hits: Mutex<HashMap<String, Vec<(HitId, OffsetDateTime, OffsetDateTime)>>>,
+    hits: Mutex<HashMap<String, Vec<MemoryHit>>>,
 }
 
 impl MemoryLimiter {
@@ -118,7 +121,7 @@ impl MemoryLimiter {
         &self,
         key: LimitKey<'_>,
         now: OffsetDateTime,
-        f: impl FnOnce(&mut Vec<(HitId, OffsetDateTime, OffsetDateTime)>) -> T,
+        f: impl FnOnce(&mut Vec<MemoryHit>) -> T,
     ) -> T {
         let name = key_name(&self.secret, key);
         let mut map = self
