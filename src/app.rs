@@ -125,6 +125,7 @@ impl App {
             },
             issuer,
             introspection_secret: settings.introspection_secret.clone(),
+            trusted_proxies: settings.trusted_proxies.clone().unwrap_or_default(),
         };
         let router = http::router(state, &settings.runtime.cors_origins);
         Ok(Self {

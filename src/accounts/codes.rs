@@ -4,7 +4,7 @@ use std::future::Future;
 
 use hmac::Mac;
 
-use super::{AccountError, Accounts};
+use super::{AccountError, Accounts, Action, ClientInfo};
 use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode};
 use crate::email::{Email, Message};
 use crate::metrics::{self, CodeEvent};
@@ -57,8 +57,9 @@ impl Accounts {
     }
 
     /// Runs `send` (which mails a code for `purpose` to `email`, or pretends to) under the
-    /// resend cooldown: claimed first, and given back when `send` fails, so the client's retry
-    /// is not refused with a 429.
+    /// resend cooldown and the per-address cap on codes issued: both claimed first, for every
+    /// address alike, and given back when `send` fails (or the cap refuses), so the client's
+    /// retry is not refused with a 429.
     pub(super) async fn with_cooldown<T>(
         &self,
         email: &EmailAddress,
@@ -66,13 +67,25 @@ impl Accounts {
         send: impl Future<Output = Result<T, AccountError>>,
     ) -> Result<T, AccountError> {
         self.claim_cooldown(email, purpose).await?;
+        let issued = match self.count_code_issued(email).await {
+            Ok(hit) => hit,
+            Err(e) => {
+                self.release_cooldown(email, purpose).await;
+                return Err(e);
+            }
+        };
         let result = send.await;
-        if result.is_err()
-            && let Err(e) = self.stores.codes.clear_cooldown(email, purpose).await
-        {
-            tracing::warn!(error = %e, purpose = purpose.as_str(), "could not release resend cooldown");
+        if result.is_err() {
+            self.release_cooldown(email, purpose).await;
+            self.give_back_code_issued(email, &issued).await;
         }
         result
+    }
+
+    async fn release_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) {
+        if let Err(e) = self.stores.codes.clear_cooldown(email, purpose).await {
+            tracing::warn!(error = %e, purpose = purpose.as_str(), "could not release resend cooldown");
+        }
     }
 
     /// Stores a fresh code for (address, purpose), replacing any earlier one, and returns the
@@ -152,6 +165,18 @@ impl Accounts {
     /// needs (pending for registration, active for login); the same answer otherwise.
     #[tracing::instrument(skip_all, fields(purpose = purpose.as_str()))]
     pub async fn resend_code(
+        &self,
+        email: EmailAddress,
+        purpose: CodePurpose,
+        client: &ClientInfo,
+    ) -> Result<(), AccountError> {
+        self.admit(Action::ResendCode, client, Some(&email)).await?;
+        self.send_code(email, purpose).await
+    }
+
+    /// A fresh code for `purpose` when the account is in the state it needs, under the
+    /// cooldown and the cap on codes issued; the same answer otherwise.
+    pub(super) async fn send_code(
         &self,
         email: EmailAddress,
         purpose: CodePurpose,

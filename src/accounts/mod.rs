@@ -1,6 +1,7 @@
 //! Use cases: the only layer that coordinates several stores and the mail outbox.
 
 mod codes;
+mod limits;
 mod login;
 mod passwords;
 mod registration;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use codes::CodeHasher;
+pub use limits::{Action, Limits};
 pub use passwords::Hasher;
 pub use registration::Registration;
 pub use sessions::{Authenticated, IssuedSession};
@@ -47,6 +49,10 @@ pub enum AccountError {
     /// A code was sent to this address for this purpose too recently.
     #[error("a code was sent recently; retry after {0:?}")]
     Cooldown(Duration),
+    /// Too many requests from this client or for this address (or too many wrong codes or
+    /// passwords for it); retry after this long.
+    #[error("rate limited; retry after {0:?}")]
+    RateLimited(Duration),
     /// A dependency (database, Redis) is down or slow. (Mail is not: it waits in the outbox.)
     #[error("dependency unavailable: {0:#}")]
     Unavailable(anyhow::Error),
@@ -99,8 +105,9 @@ impl From<VerifyError> for AccountError {
 /// Who is calling, as far as the transport can tell; recorded on sessions.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
-    /// The client's address.
-    pub ip: Option<String>,
+    /// The client's address (behind trusted proxies, the one they saw); None only when the
+    /// transport did not say.
+    pub ip: Option<std::net::IpAddr>,
     /// The client's User-Agent header.
     pub user_agent: Option<String>,
     /// The supported language its `Accept-Language` settles on, if any.
@@ -108,7 +115,7 @@ pub struct ClientInfo {
 }
 
 /// The lifetimes and limits the use cases enforce.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// Verification and login code lifetime.
     pub code_ttl: Duration,
@@ -126,6 +133,8 @@ pub struct Policy {
     pub max_sessions_per_user: u32,
     /// Language of mail until the request's and the account's are passed in.
     pub default_locale: Locale,
+    /// Rate limits and guessing budgets.
+    pub limits: Limits,
 }
 
 impl Policy {
@@ -140,6 +149,7 @@ impl Policy {
             max_code_attempts: settings.max_code_attempts,
             max_sessions_per_user: settings.max_sessions_per_user,
             default_locale: settings.default_locale,
+            limits: Limits::from_settings(settings),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use secrecy::SecretString;
 
-use super::{AccountError, Accounts, ClientInfo, IssuedSession};
+use super::{AccountError, Accounts, Action, ClientInfo, IssuedSession};
 use crate::domain::{
     CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode, Password, PasswordHash,
     PendingRegistration, User, UserId, UserStatus,
@@ -37,8 +37,13 @@ impl Accounts {
     /// registration (its password and name) and gets a fresh code; an active or disabled one
     /// gets a notice instead of a code.
     #[tracing::instrument(skip_all)]
-    pub async fn register(&self, request: Registration) -> Result<(), AccountError> {
+    pub async fn register(
+        &self,
+        request: Registration,
+        client: &ClientInfo,
+    ) -> Result<(), AccountError> {
         let email = request.email.clone();
+        self.admit(Action::Register, client, Some(&email)).await?;
         self.with_cooldown(
             &email,
             CodePurpose::Registration,
@@ -192,6 +197,11 @@ impl Accounts {
         password: Option<SecretString>,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
+        self.admit(Action::VerifyRegistration, &client, Some(&email))
+            .await?;
+        // Taken before any Argon2 run; given back on every path that does not end in a wrong
+        // code.
+        let guess = self.take_guess(&email).await?;
         let user = self
             .stores
             .users
@@ -210,13 +220,18 @@ impl Accounts {
                     .collect();
                 match self.hasher.find_match(password, hashes).await? {
                     Some(index) => Some(registrations.swap_remove(index)),
-                    None => return Err(AccountError::InvalidCode),
+                    None => {
+                        // The code was not tried: it is not a guess.
+                        self.give_back_guess(&email, &guess).await;
+                        return Err(AccountError::InvalidCode);
+                    }
                 }
             }
             None if registrations.len() > 1 => {
                 // Only a request holding the code learns that more is needed.
                 self.present_code(&email, CodePurpose::Registration, &code, OnMatch::Keep)
                     .await?;
+                self.give_back_guess(&email, &guess).await;
                 tracing::info!("verification without a password refused: contested registration");
                 return Err(AccountError::PasswordRequired);
             }
@@ -224,6 +239,7 @@ impl Accounts {
         };
         self.present_code(&email, CodePurpose::Registration, &code, OnMatch::Consume)
             .await?;
+        self.give_back_guess(&email, &guess).await;
         let (Some(user), Some(chosen)) = (user, chosen) else {
             return Err(AccountError::InvalidCode);
         };

@@ -63,7 +63,7 @@ impl Accounts {
             expires_at: now + self.policy.session_ttl,
             last_used_at: now,
             user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
-            ip: client.ip,
+            ip: client.ip.map(|ip| ip.to_string()),
             revoked_at: None,
         };
         let limit = SessionLimit {
@@ -118,7 +118,9 @@ impl Accounts {
     pub async fn exchange_refresh_token(
         &self,
         presented: RefreshToken,
+        client: &ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
+        self.admit(super::Action::Refresh, client, None).await?;
         let successor = presented.successor(&self.refresh_key);
         let now = self.clock.now();
         let session = match self

@@ -25,10 +25,10 @@ use secrecy::{ExposeSecret, SecretString};
 pub use self::describe::{REQUIRED_WHEN_DEPLOYED, REQUIRED_WHEN_DEPLOYED_DATABASE, SettingInfo};
 pub use self::parse::parse;
 use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
-pub use self::tls::{DatabaseCa, DatabaseTls};
 pub use self::runtime::RuntimeSettings;
+pub use self::tls::{DatabaseCa, DatabaseTls};
 pub use self::url::redact_url;
-use crate::domain::Locale;
+use crate::domain::{Locale, RateLimit, TrustedProxies};
 
 /// Where the service runs; staging and production refuse embedded stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +278,30 @@ pub struct Settings {
     /// Live sessions one user may hold; a new login ends the oldest.
     #[arg(long, env = "AIDLC_MAX_SESSIONS_PER_USER", default_value_t = 20)]
     pub max_sessions_per_user: u32,
+    /// Proxies whose `X-Forwarded-For` entries are believed, as comma-separated CIDRs (the
+    /// VPC range of the ALB); empty: the socket peer is the client.
+    #[arg(long, env = "AIDLC_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// Requests per client IP to each credential endpoint (register, login, the verifies,
+    /// resend, reset), as `count/period[,count/period]`.
+    #[arg(long, env = "AIDLC_RATE_LIMIT_IP", default_value = "30/1m,300/1h")]
+    pub rate_limit_ip: RateLimit,
+    /// Requests per address to each credential endpoint.
+    #[arg(long, env = "AIDLC_RATE_LIMIT_ADDRESS", default_value = "30/1h")]
+    pub rate_limit_address: RateLimit,
+    /// Refreshes per client IP.
+    #[arg(long, env = "AIDLC_RATE_LIMIT_REFRESH", default_value = "300/1m")]
+    pub rate_limit_refresh: RateLimit,
+    /// Wrong codes per address, across codes and purposes (resends reset nothing).
+    #[arg(long, env = "AIDLC_CODE_GUESS_LIMIT", default_value = "10/1h,50/1d")]
+    pub code_guess_limit: RateLimit,
+    /// Codes (and registration notices) requested per address.
+    #[arg(long, env = "AIDLC_CODE_ISSUE_LIMIT", default_value = "5/1h")]
+    pub code_issue_limit: RateLimit,
+    /// Wrong passwords per address before logins for it back off (1 min, doubling up to the
+    /// period).
+    #[arg(long, env = "AIDLC_PASSWORD_FAILURE_LIMIT", default_value = "10/15m")]
+    pub password_failure_limit: RateLimit,
     /// When set (16+ characters), introspection answers only callers presenting it.
     #[arg(long, env = "AIDLC_INTROSPECTION_SECRET", value_parser = secret)]
     pub introspection_secret: Option<SecretString>,
@@ -444,6 +468,19 @@ impl fmt::Debug for Settings {
             .field("key_reload_interval", &self.key_reload_interval)
             .field("pending_account_ttl", &self.pending_account_ttl)
             .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field(
+                "trusted_proxies",
+                &self.trusted_proxies.as_ref().map(TrustedProxies::ranges),
+            )
+            .field("rate_limit_ip", &self.rate_limit_ip.to_string())
+            .field("rate_limit_address", &self.rate_limit_address.to_string())
+            .field("rate_limit_refresh", &self.rate_limit_refresh.to_string())
+            .field("code_guess_limit", &self.code_guess_limit.to_string())
+            .field("code_issue_limit", &self.code_issue_limit.to_string())
+            .field(
+                "password_failure_limit",
+                &self.password_failure_limit.to_string(),
+            )
             .field(
                 "introspection_secret",
                 &self.introspection_secret.as_ref().map(|_| "***"),

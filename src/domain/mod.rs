@@ -1,16 +1,23 @@
 //! Validated types: a value of one of these has been parsed and is known good. No I/O here.
 
+mod client_ip;
 mod code;
 mod email_address;
 mod full_name;
+mod limits;
 mod locale;
 mod password;
 mod session;
 mod user;
 
+pub use client_ip::{TrustedProxies, client_ip, limit_subject};
 pub use code::{CodeDecision, CodePurpose, OnMatch, OneTimeCode, judge_code_try};
 pub use email_address::EmailAddress;
 pub use full_name::FullName;
+pub use limits::{
+    CODE_SPACE, MAX_WINDOWS, PASSWORD_BACKOFF_START, RateLimit, Window, daily_guess_odds,
+    password_backoff,
+};
 pub use locale::{Locale, from_accept_language, preferred_locale};
 pub use password::{Password, PasswordHash};
 pub use session::{

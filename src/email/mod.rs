@@ -63,6 +63,9 @@ pub enum Message {
     /// *Not sent yet* (password reset / change issue): the password was changed and the other
     /// sessions ended.
     PasswordChanged,
+    /// Passwords for the account were refused many times: someone may be guessing it. Sent at
+    /// most once a day per account.
+    SignInAttempts,
     /// *Not sent yet* (sign-in notice issue): a sign-in from a device not seen before.
     NewSignIn {
         /// When it happened (rendered in UTC).
@@ -79,7 +82,10 @@ impl Message {
             Self::VerificationCode { code, .. } | Self::PasswordResetCode { code, .. } => {
                 Some(code)
             }
-            Self::AccountAlreadyExists | Self::PasswordChanged | Self::NewSignIn { .. } => None,
+            Self::AccountAlreadyExists
+            | Self::PasswordChanged
+            | Self::SignInAttempts
+            | Self::NewSignIn { .. } => None,
         }
     }
 
@@ -97,6 +103,7 @@ impl Message {
             Self::AccountAlreadyExists => "account_exists",
             Self::PasswordResetCode { .. } => "password_reset_code",
             Self::PasswordChanged => "password_changed",
+            Self::SignInAttempts => "sign_in_attempts",
             Self::NewSignIn { .. } => "new_sign_in",
         }
     }

@@ -73,7 +73,9 @@ impl Outbox {
                 let secs = i64::try_from(valid_for.as_secs()).unwrap_or(i64::MAX);
                 (Some(secs), Some(sealed), Some(self.key_id.to_string()))
             }
-            Message::AccountAlreadyExists | Message::PasswordChanged => (None, None, None),
+            Message::AccountAlreadyExists | Message::PasswordChanged | Message::SignInAttempts => {
+                (None, None, None)
+            }
             Message::NewSignIn { .. } => {
                 anyhow::bail!("the sign-in notice cannot be queued yet (no columns for it)")
             }
@@ -143,6 +145,7 @@ impl Outbox {
             }
             "account_exists" => Message::AccountAlreadyExists,
             "password_changed" => Message::PasswordChanged,
+            "sign_in_attempts" => Message::SignInAttempts,
             _ => return Err(bad("unknown kind")),
         };
         Ok(Email {

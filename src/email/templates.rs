@@ -50,6 +50,8 @@ const SOURCES: &[(&str, &str)] = templates!(
     "ko/password_changed.html",
     "ko/new_sign_in.txt",
     "ko/new_sign_in.html",
+    "ko/sign_in_attempts.txt",
+    "ko/sign_in_attempts.html",
     "en/layout.txt",
     "en/layout.html",
     "en/registration_code.txt",
@@ -64,6 +66,8 @@ const SOURCES: &[(&str, &str)] = templates!(
     "en/password_changed.html",
     "en/new_sign_in.txt",
     "en/new_sign_in.html",
+    "en/sign_in_attempts.txt",
+    "en/sign_in_attempts.html",
 );
 
 /// The compiled templates; cheap to clone (shared).
@@ -142,7 +146,9 @@ fn context_for(email: &Email) -> Value {
             code => code.expose(),
             minutes => valid_for.as_secs().div_ceil(60),
         },
-        Message::AccountAlreadyExists | Message::PasswordChanged => context! { name },
+        Message::AccountAlreadyExists | Message::PasswordChanged | Message::SignInAttempts => {
+            context! { name }
+        }
         Message::NewSignIn { at, device } => {
             let format = format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
             let at = at
@@ -182,6 +188,7 @@ mod tests {
                 valid_for: Duration::from_secs(600),
             },
             Message::PasswordChanged,
+            Message::SignInAttempts,
             Message::NewSignIn {
                 at: datetime!(2026-12-01 09:30 UTC),
                 device: Some("<script>alert(1)</script> Firefox".to_owned()),

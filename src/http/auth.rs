@@ -175,7 +175,7 @@ fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email, invalid_password or invalid_full_name", body = ErrorBody),
-        (status = 429, description = "A code was sent to this address less than the cooldown ago", body = ErrorBody),
+        (status = 429, description = "too_many_requests: a code was sent to this address less than the cooldown ago, or a rate limit (per client IP, per address, codes issued) was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn register(
@@ -191,7 +191,7 @@ pub async fn register(
         full_name: FullName::parse(&body.full_name)
             .map_err(|e| ApiError::invalid("invalid_full_name", e))?,
     };
-    state.accounts.register(request).await?;
+    state.accounts.register(request, &client).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageResponse {
@@ -207,6 +207,7 @@ pub async fn register(
         (status = 400, description = "invalid_code (wrong, expired, used or exhausted code, or a password that is not the registration's) or malformed_json", body = ErrorBody),
         (status = 409, description = "password_required: the code is right, but the address was registered with different passwords; send the password with the same code", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
+        (status = 429, description = "too_many_requests: too many wrong codes for this address (counted across codes, resends and purposes) or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn verify_registration(
@@ -229,7 +230,7 @@ pub async fn verify_registration(
         (status = 202, description = "Code login: identical for every address", body = MessageResponse),
         (status = 401, description = "invalid_credentials, for every wrong combination", body = ErrorBody),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
-        (status = 429, description = "A login code was sent less than the cooldown ago", body = ErrorBody),
+        (status = 429, description = "too_many_requests: a login code was sent less than the cooldown ago, a rate limit was reached, or password logins for this address back off after wrong passwords; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn login(
@@ -248,7 +249,7 @@ pub async fn login(
             Ok(Json(TokenResponse::from(session)).into_response())
         }
         None => {
-            state.accounts.request_login_code(email).await?;
+            state.accounts.request_login_code(email, &client).await?;
             Ok((
                 StatusCode::ACCEPTED,
                 Json(MessageResponse { message: CODE_SENT }),
@@ -264,6 +265,7 @@ pub async fn login(
         (status = 200, description = "Session started", body = TokenResponse),
         (status = 400, description = "invalid_code or malformed_json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
+        (status = 429, description = "too_many_requests: too many wrong codes for this address (counted across codes, resends and purposes) or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn verify_login(
@@ -281,16 +283,17 @@ pub async fn verify_login(
     responses(
         (status = 202, description = "Identical for every address", body = MessageResponse),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
-        (status = 429, description = "A code was sent less than the cooldown ago", body = ErrorBody),
+        (status = 429, description = "too_many_requests: a code was sent less than the cooldown ago, or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn resend_code(
     State(state): State<AppState>,
+    client: ClientInfo,
     JsonBody(body): JsonBody<ResendCodeRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
     state
         .accounts
-        .resend_code(email(&body.email)?, body.purpose)
+        .resend_code(email(&body.email)?, body.purpose, &client)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

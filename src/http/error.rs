@@ -157,6 +157,17 @@ impl From<AccountError> for ApiError {
                     ),
                 )
             },
+            AccountError::RateLimited(left) => Self {
+                retry_after: Some(left),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!(
+                        "too many attempts; try again in {} s",
+                        whole_seconds_up(left)
+                    ),
+                )
+            },
             AccountError::Unavailable(cause) => Self {
                 cause: Some(cause),
                 ..Self::new(

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 use crate::accounts::{Authenticated, ClientInfo};
-use crate::domain::preferred_locale;
+use crate::domain::{client_ip, preferred_locale};
 
 /// `axum::Json` whose rejections become our JSON errors (400/413/415/422).
 #[derive(Debug, FromRequest)]
@@ -126,16 +126,32 @@ fn client_secret(parts: &Parts) -> Option<String> {
     Some(secret)
 }
 
-/// The one place the client's address is resolved. Today: the TCP peer. Behind the ALB this
-/// becomes the right-most untrusted `X-Forwarded-For` entry (the left-most is client-written).
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+/// The one place the client's address is resolved: the socket peer, or behind a trusted
+/// proxy (`AIDLC_TRUSTED_PROXIES`) the right-most `X-Forwarded-For` entry that is not one
+/// ([`client_ip`]; the left-most entries are client-written). Recorded on the request's log
+/// span as `client_ip`.
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .map(|ConnectInfo(addr)| {
+                let forwarded = parts
+                    .headers
+                    .get_all(X_FORWARDED_FOR)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>();
+                client_ip(addr.ip(), forwarded.into_iter(), &state.trusted_proxies)
+            });
+        if let Some(ip) = ip {
+            tracing::Span::current().record("client_ip", tracing::field::display(ip));
+        }
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -154,3 +170,5 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
         })
     }
 }
+
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");

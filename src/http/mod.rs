@@ -25,6 +25,7 @@ use tracing::{Level, Span};
 pub use openapi::ApiDoc;
 
 use crate::accounts::Accounts;
+use crate::domain::TrustedProxies;
 use error::ApiError;
 
 /// Largest accepted request body.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub issuer: String,
     /// The credential other services present to introspect tokens, when one is required.
     pub introspection_secret: Option<SecretString>,
+    /// Proxies whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -121,7 +124,8 @@ async fn drop_unsafe_request_id(mut request: Request) -> Request {
     request
 }
 
-/// The request span: method, matched route (never the raw URI or headers) and request id.
+/// The request span: method, matched route (never the raw URI or headers), request id, and the
+/// client IP once the `ClientInfo` extractor has resolved it.
 /// Health checks are logged at DEBUG so the ALB's polling does not drown the log.
 fn make_span(request: &Request) -> Span {
     let route = request
@@ -134,9 +138,9 @@ fn make_span(request: &Request) -> Span {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if route.starts_with("/health") {
-        tracing::debug_span!("request", method = %request.method(), route, request_id)
+        tracing::debug_span!("request", method = %request.method(), route, request_id, client_ip = tracing::field::Empty)
     } else {
-        tracing::info_span!("request", method = %request.method(), route, request_id)
+        tracing::info_span!("request", method = %request.method(), route, request_id, client_ip = tracing::field::Empty)
     }
 }
 

@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::TokenResponse;
 use super::error::{ApiError, ErrorBody, ServiceUnavailable};
 use super::extract::{IntrospectionClient, JsonBody, JsonOrForm};
-use crate::accounts::Authenticated;
+use crate::accounts::{Authenticated, ClientInfo};
 use crate::domain::{Session, SessionId};
 use crate::tokens::RefreshToken;
 
@@ -126,16 +126,22 @@ fn view(session: Session, current: SessionId) -> SessionView {
         (status = 200, description = "A new pair; within 10 s a replay of the previous refresh token returns the same new refresh token", body = TokenResponse),
         (status = 401, description = "invalid_refresh_token: unknown, expired, revoked, or reused (reuse revokes the session)", body = ErrorBody),
         (status = 422, description = "invalid_body", body = ErrorBody),
+        (status = 429, description = "too_many_requests: too many refreshes from this client IP; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
+    client: ClientInfo,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let token = RefreshToken::parse(body.refresh_token.trim())
         .ok_or_else(ApiError::invalid_refresh_token)?;
     Ok(Json(
-        state.accounts.exchange_refresh_token(token).await?.into(),
+        state
+            .accounts
+            .exchange_refresh_token(token, &client)
+            .await?
+            .into(),
     ))
 }
 

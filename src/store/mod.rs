@@ -1,10 +1,12 @@
 //! Storage behind small traits, one implementation per backend, chosen once at start-up.
 //!
 //! Users, sessions, refresh tokens and signing keys always live in SQL. Codes and cooldowns
-//! live in Redis when `REDIS_URL` is set and in the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
+//! and rate-limit counters live in Redis when `REDIS_URL` is set and in the SQL database
+//! otherwise. Every call is bounded by the dependency timeout, so a hung
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
 pub(crate) mod at_rest;
+pub mod limits;
 mod outbox;
 mod redis;
 mod sql;
@@ -19,6 +21,7 @@ use rand::RngCore;
 use time::OffsetDateTime;
 
 pub use self::at_rest::AtRestError;
+pub use self::limits::{Admission, HitId, LimitKey, RateLimiter, Recent};
 pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore};
 pub use self::sql::RewrapCounts;
 use crate::clock::Clock;
@@ -374,6 +377,8 @@ pub struct Stores {
     pub sweeper: Arc<dyn Sweep>,
     /// The mail outbox (SQL: its rows share the transactions of the writes that cause them).
     pub outbox: Arc<dyn OutboxStore>,
+    /// Rate-limit counters (Redis or SQL), per instance while that store is unreachable.
+    pub limiter: Arc<dyn RateLimiter>,
 }
 
 impl Stores {
@@ -381,6 +386,9 @@ impl Stores {
     pub async fn connect(settings: &Settings, clock: &dyn Clock) -> anyhow::Result<Self> {
         let timeout = settings.dependency_timeout;
         let sql = sql::connect(settings).await?;
+        let key_name_secret =
+            shared_secret(sql.secrets.as_ref(), clock, KEY_NAME_SECRET_NAME).await?;
+        let sql_limiter = sql.limiter(key_name_secret.clone());
         let mut stores = Self {
             users: sql.users,
             codes: sql.codes,
@@ -391,30 +399,36 @@ impl Stores {
             keys: sql.keys,
             sweeper: sql.sweeper,
             outbox: sql.outbox,
+            limiter: sql_limiter.clone(),
         };
+        let mut shared_limiter = sql_limiter;
         if let Some(url) = &settings.redis_url {
-            let key_name_secret =
-                shared_secret(stores.secrets.as_ref(), clock, REDIS_KEY_SECRET_NAME).await?;
             let redis = Arc::new(
                 redis::RedisStore::connect(
                     url,
                     settings.redis_auth_token.as_ref(),
                     settings.redis_ca_file.as_deref(),
                     &settings.redis_key_prefix,
-                    key_name_secret,
+                    key_name_secret.clone(),
                     timeout,
                 )
                 .await?,
             );
             stores.codes = redis.clone();
+            shared_limiter = redis.clone();
             stores.redis = Some(redis);
         }
+        stores.limiter = Arc::new(limits::FallbackLimiter::new(
+            shared_limiter,
+            key_name_secret,
+        ));
         Ok(stores)
     }
 }
 
-/// Name of the shared secret that keys the address digests in Redis key names.
-const REDIS_KEY_SECRET_NAME: &str = "redis-key-name-key";
+/// Name of the shared secret that keys the address digests in Redis key names and in the
+/// names of rate-limit counters (its name predates the counters).
+const KEY_NAME_SECRET_NAME: &str = "redis-key-name-key";
 
 /// A 32-byte secret shared by every instance through the database, created on first start.
 pub async fn shared_secret(

@@ -1,7 +1,9 @@
-//! Redis for codes and resend cooldowns: atomic scripts, expiry by the server (`PX`), and the logical
+//! Redis for codes, resend cooldowns and rate limits (`limits`): atomic scripts, expiry by the server (`PX`), and the logical
 //! expiry checked against the service's `Clock` so tests and servers agree on "expired".
 
 use std::path::Path;
+mod limits;
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,6 +28,7 @@ pub(crate) struct RedisStore {
     timeout: Duration,
     consume: Script,
     cooldown: Script,
+    limits: limits::LimitScripts,
 }
 
 // KEYS[1] code hash; ARGV: presented hash, now (µs), max attempts, spend (1 or 0).
@@ -162,6 +165,7 @@ impl RedisStore {
             timeout,
             consume: Script::new(CONSUME_SCRIPT),
             cooldown: Script::new(COOLDOWN_SCRIPT),
+            limits: limits::LimitScripts::new(),
         };
         // A server wanting a password may accept the connection and refuse the first command.
         store

@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod key_revocation;
 mod keys_at_rest;
+mod limits;
 mod locale;
 mod login;
 mod metrics;

@@ -5,6 +5,7 @@
 mod at_rest;
 mod codes;
 mod keys;
+mod limits;
 mod outbox;
 mod postgres;
 mod secrets;
@@ -26,6 +27,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 pub use self::at_rest::RewrapCounts;
 use self::at_rest::SqlKeyStore;
+use super::limits::RateLimiter;
 use super::{
     CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult,
     Sweep, SweepCutoffs, UserStore, bounded,
@@ -134,9 +136,19 @@ pub(crate) struct SqlHandles {
     pub outbox: Arc<dyn OutboxStore>,
     /// The sealed tables themselves, for `keys rewrap`.
     pub sealed: Arc<SqlKeyStore>,
+    store: Arc<SqlStore>,
 }
 
 impl SqlHandles {
+    /// Rate-limit counters on the same pool, their names keyed with `secret`.
+    pub fn limiter(&self, secret: Vec<u8>) -> Arc<dyn RateLimiter> {
+        Arc::new(limits::SqlLimiter {
+            pool: self.store.pool.clone(),
+            timeout: self.store.timeout,
+            secret,
+        })
+    }
+
     fn new(store: Arc<SqlStore>, sealed: Arc<SqlKeyStore>) -> Self {
         Self {
             users: store.clone(),
@@ -144,10 +156,11 @@ impl SqlHandles {
             sessions: store.clone(),
             ping: store.clone(),
             outbox: store.clone(),
-            sweeper: store,
+            sweeper: store.clone(),
             secrets: sealed.clone(),
             keys: sealed.clone(),
             sealed,
+            store,
         }
     }
 }
@@ -239,6 +252,11 @@ const SWEEP_KEYS: &str = "DELETE FROM signing_keys WHERE kid IN \
 const SWEEP_PENDING_USERS: &str = "DELETE FROM users WHERE id IN \
      (SELECT id FROM users WHERE status = 'pending' AND updated_at <= $1 LIMIT $2)";
 
+const SWEEP_LIMIT_HITS: &str = "DELETE FROM rate_limit_hits WHERE (name, id) IN \
+     (SELECT name, id FROM rate_limit_hits WHERE expires_at <= $1 LIMIT $2)";
+const SWEEP_LIMIT_KEYS: &str = "DELETE FROM rate_limit_keys WHERE name IN \
+     (SELECT name FROM rate_limit_keys WHERE expires_at <= $1 LIMIT $2)";
+
 const SWEEP_OUTBOX: &str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
      WHERE status IN ('sent', 'dead', 'expired') AND updated_at <= $1 LIMIT $2)";
 
@@ -281,6 +299,8 @@ impl Sweep for SqlStore {
             (SWEEP_KEYS, cutoffs.keys_retired_before),
             (SWEEP_PENDING_USERS, cutoffs.pending_before),
             (SWEEP_OUTBOX, cutoffs.outbox_finished_before),
+            (SWEEP_LIMIT_HITS, cutoffs.now),
+            (SWEEP_LIMIT_KEYS, cutoffs.now),
         ] {
             for _ in 0..MAX_SWEEP_BATCHES {
                 let deleted = bounded(self.timeout, "sweeping expired rows", async {

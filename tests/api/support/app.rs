@@ -8,6 +8,8 @@ use std::time::Duration;
 use aidlc_auth::app::{App, Overrides};
 use aidlc_auth::clock::ManualClock;
 use aidlc_auth::config::{Argon2Params, LogFormat, RuntimeSettings, Settings};
+use aidlc_auth::config::{Argon2Params, LogFormat, Settings};
+use aidlc_auth::domain::RateLimit;
 use aidlc_auth::email::EmailSender;
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
@@ -41,6 +43,11 @@ fn init_tracing() {
 
 /// The issuer every test app signs for (unless a test sets its own or none).
 pub const TEST_ISSUER: &str = "http://localhost:8001";
+
+/// A limit no ordinary scenario reaches.
+fn lenient() -> RateLimit {
+    "100000/1m".parse().expect("a valid limit")
+}
 
 /// What one test's apps share: settings, database, clock and mailbox.
 #[derive(Clone)]
@@ -96,6 +103,14 @@ impl TestEnv {
                 shutdown_drain: Duration::ZERO,
                 ..Settings::default().runtime
             },
+            // Scenarios make many requests from one address and client IP: limits far above
+            // them, unless a test of the limits sets its own (see `limits.rs`).
+            rate_limit_ip: lenient(),
+            rate_limit_address: lenient(),
+            rate_limit_refresh: lenient(),
+            code_guess_limit: lenient(),
+            code_issue_limit: lenient(),
+            password_failure_limit: lenient(),
             ..Settings::default()
         };
         let clock = Arc::new(ManualClock::starting_now());
