@@ -4,7 +4,10 @@
 use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, ClientInfo};
-use crate::domain::{RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserStatus};
+use crate::domain::{
+    AuthEventKind, AuthOutcome, RefreshRules, Rotation, Session, SessionId, SessionLimit, User,
+    UserStatus,
+};
 use crate::tokens::{AccessClaims, RefreshToken};
 
 /// A token pair just issued: shown to its owner once.
@@ -62,7 +65,7 @@ impl Accounts {
             expires_at: now + self.policy.session_ttl,
             last_used_at: now,
             user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
-            ip: client.ip,
+            ip: client.ip.map(|ip| ip.to_string()),
             revoked_at: None,
         };
         let limit = SessionLimit {
@@ -116,6 +119,7 @@ impl Accounts {
     pub async fn exchange_refresh_token(
         &self,
         presented: RefreshToken,
+        client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
         let successor = presented.successor(&self.refresh_key);
         let now = self.clock.now();
@@ -140,6 +144,13 @@ impl Accounts {
                 user_id,
             } => {
                 tracing::warn!(%session_id, %user_id, "retired refresh token presented again: session revoked");
+                self.record(
+                    AuthEventKind::RefreshTokenReuse,
+                    AuthOutcome::Failure,
+                    Some(user_id),
+                    &client,
+                )
+                .await;
                 return Err(AccountError::InvalidRefreshToken);
             }
             Rotation::Invalid => return Err(AccountError::InvalidRefreshToken),
@@ -197,7 +208,11 @@ impl Accounts {
 
     /// `POST /api/auth/logout`: ends the caller's session.
     #[tracing::instrument(skip_all)]
-    pub async fn logout(&self, caller: &Authenticated) -> Result<(), AccountError> {
+    pub async fn logout(
+        &self,
+        caller: &Authenticated,
+        client: ClientInfo,
+    ) -> Result<(), AccountError> {
         let now = self.clock.now();
         self.stores
             .sessions
@@ -210,6 +225,13 @@ impl Accounts {
             )
             .await?;
         tracing::info!(session_id = %caller.session.id, "logged out");
+        self.record(
+            AuthEventKind::Logout,
+            AuthOutcome::Success,
+            Some(caller.user.id),
+            &client,
+        )
+        .await;
         Ok(())
     }
 
@@ -219,6 +241,7 @@ impl Accounts {
         &self,
         caller: &Authenticated,
         keep_current: bool,
+        client: ClientInfo,
     ) -> Result<u64, AccountError> {
         let keep = keep_current.then_some(caller.session.id);
         let now = self.clock.now();
@@ -234,6 +257,13 @@ impl Accounts {
             )
             .await?;
         tracing::info!(user_id = %caller.user.id.0, ended, keep_current, "logged out everywhere");
+        self.record(
+            AuthEventKind::LogoutAll,
+            AuthOutcome::Success,
+            Some(caller.user.id),
+            &client,
+        )
+        .await;
         Ok(ended)
     }
 
@@ -256,6 +286,7 @@ impl Accounts {
         &self,
         caller: &Authenticated,
         id: SessionId,
+        client: ClientInfo,
     ) -> Result<(), AccountError> {
         let now = self.clock.now();
         if self
@@ -270,6 +301,13 @@ impl Accounts {
             )
             .await?
         {
+            self.record(
+                AuthEventKind::SessionRevoked,
+                AuthOutcome::Success,
+                Some(caller.user.id),
+                &client,
+            )
+            .await;
             Ok(())
         } else {
             Err(AccountError::SessionNotFound)

@@ -135,7 +135,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .map(|ConnectInfo(addr)| addr.ip());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -147,9 +147,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
                 .get(header::ACCEPT_LANGUAGE)
                 .and_then(|v| v.to_str().ok()),
         );
+        // Set by the request-id layer before any handler runs.
+        let request_id = parts
+            .headers
+            .get(super::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(Self {
             ip,
             user_agent,
+            request_id,
             locale,
         })
     }

@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::TokenResponse;
 use super::error::{ApiError, ErrorBody, ServiceUnavailable};
 use super::extract::{IntrospectionClient, JsonBody, JsonOrForm};
-use crate::accounts::Authenticated;
+use crate::accounts::{Authenticated, ClientInfo};
 use crate::domain::{Session, SessionId};
 use crate::tokens::RefreshToken;
 
@@ -130,12 +130,17 @@ fn view(session: Session, current: SessionId) -> SessionView {
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
+    client: ClientInfo,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let token = RefreshToken::parse(body.refresh_token.trim())
         .ok_or_else(ApiError::invalid_refresh_token)?;
     Ok(Json(
-        state.accounts.exchange_refresh_token(token).await?.into(),
+        state
+            .accounts
+            .exchange_refresh_token(token, client)
+            .await?
+            .into(),
     ))
 }
 
@@ -149,8 +154,9 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
 ) -> Result<StatusCode, ApiError> {
-    state.accounts.logout(&caller).await?;
+    state.accounts.logout(&caller, client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -165,6 +171,7 @@ pub async fn logout(
 pub async fn logout_all(
     State(state): State<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
     body: Bytes,
 ) -> Result<Json<LogoutAllResponse>, ApiError> {
     // The body is optional: an empty one means the defaults.
@@ -174,7 +181,10 @@ pub async fn logout_all(
         Json::<LogoutAllRequest>::from_bytes(&body)?.0
     };
     let keep_current = request.keep_current;
-    let ended = state.accounts.logout_all(&caller, keep_current).await?;
+    let ended = state
+        .accounts
+        .logout_all(&caller, keep_current, client)
+        .await?;
     Ok(Json(LogoutAllResponse { ended }))
 }
 
@@ -208,13 +218,14 @@ pub async fn list(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // Not a UUID: certainly not one of the caller's sessions.
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::session_not_found())?;
     state
         .accounts
-        .revoke_session(&caller, SessionId(id))
+        .revoke_session(&caller, SessionId(id), client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

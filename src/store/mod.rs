@@ -21,7 +21,8 @@ pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{
-    CodePurpose, EmailAddress, OnMatch, PendingRegistration, SessionId, User, UserId,
+    AuthEvent, CodePurpose, EmailAddress, EventCursor, OnMatch, PasswordHash, PendingRegistration,
+    SessionId, User, UserId,
 };
 /// The session types [`SessionStore`] speaks in (they live in [`crate::domain`]).
 pub use crate::domain::{RefreshRules, Rotation, Session, SessionLimit};
@@ -98,6 +99,55 @@ pub trait UserStore: Send + Sync {
         registration: &PendingRegistration,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
+    /// Sets an active account's password and ends its live sessions (all, or all but
+    /// `change.keep`), with the notice `mail` and the audit `event`, in one transaction;
+    /// returns how many sessions it ended, None (nothing written) if the account is not active.
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        mail: &OutboxMail,
+        event: &AuthEvent,
+    ) -> StoreResult<Option<u64>>;
+    /// Replaces the account's password hash `old` by `new` (the same password under the
+    /// current Argon2 parameters); false if the hash changed meanwhile (a reset won).
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+}
+
+/// A new password for an account, and which sessions survive it.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    /// The account.
+    pub user_id: UserId,
+    /// The new password's hash.
+    pub password_hash: PasswordHash,
+    /// The session kept (the caller's, for a change); None ends every one (a reset).
+    pub keep: Option<SessionId>,
+    /// Why the others end, as stored on them (`password_reset`, `password_changed`).
+    pub reason: &'static str,
+    /// When.
+    pub now: OffsetDateTime,
+}
+
+/// The audit trail (SQL). Rows are written by the use cases through one seam
+/// (`accounts/audit.rs`), and read back only by their owner.
+#[async_trait]
+pub trait AuthEventStore: Send + Sync {
+    /// Writes one event.
+    async fn record(&self, event: &AuthEvent) -> StoreResult<()>;
+    /// The user's events, newest first, after `after` (the previous page's cursor), at most
+    /// `limit`.
+    async fn list(
+        &self,
+        user_id: UserId,
+        after: Option<EventCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuthEvent>>;
 }
 
 /// A code as stored: only its keyed hash.
@@ -320,6 +370,8 @@ pub struct SweepCutoffs {
     pub pending_before: OffsetDateTime,
     /// Outbox rows finished (sent, dead, expired) before this.
     pub outbox_finished_before: OffsetDateTime,
+    /// Audit events recorded before this (the retention).
+    pub events_before: OffsetDateTime,
 }
 
 /// Every store the service uses, chosen once from the settings.
@@ -343,6 +395,8 @@ pub struct Stores {
     pub sweeper: Arc<dyn Sweep>,
     /// The mail outbox (SQL: its rows share the transactions of the writes that cause them).
     pub outbox: Arc<dyn OutboxStore>,
+    /// The audit trail (SQL).
+    pub events: Arc<dyn AuthEventStore>,
 }
 
 impl Stores {
@@ -360,6 +414,7 @@ impl Stores {
             keys: sql.keys,
             sweeper: sql.sweeper,
             outbox: sql.outbox,
+            events: sql.events,
         };
         if let Some(url) = &settings.redis_url {
             let key_name_secret =

@@ -1,3 +1,4 @@
+mod audit;
 mod bad_input;
 mod bounds;
 mod clients;
@@ -12,6 +13,8 @@ mod login;
 mod openapi;
 mod outages;
 mod outbox;
+mod password_policy;
+mod recovery;
 mod refresh;
 mod registration;
 mod session_management;

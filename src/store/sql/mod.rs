@@ -3,6 +3,7 @@
 //! placeholders); [`sql!`] and [`sql_tx!`] expand one statement into its two match arms.
 
 mod codes;
+mod events;
 mod keys;
 mod outbox;
 mod postgres;
@@ -23,8 +24,8 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::{
-    CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult,
-    Sweep, SweepCutoffs, UserStore, bounded,
+    AuthEventStore, CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore,
+    StoreResult, Sweep, SweepCutoffs, UserStore, bounded,
 };
 use crate::config::{DatabaseKind, Settings};
 
@@ -118,6 +119,7 @@ pub(crate) struct SqlHandles {
     pub keys: Arc<dyn KeyStore>,
     pub sweeper: Arc<dyn Sweep>,
     pub outbox: Arc<dyn OutboxStore>,
+    pub events: Arc<dyn AuthEventStore>,
 }
 
 impl SqlHandles {
@@ -131,6 +133,7 @@ impl SqlHandles {
             ping: store.clone(),
             keys: store.clone(),
             outbox: store.clone(),
+            events: store.clone(),
             sweeper: store,
         }
     }
@@ -223,6 +226,9 @@ const SWEEP_KEYS: &str = "DELETE FROM signing_keys WHERE kid IN \
 const SWEEP_PENDING_USERS: &str = "DELETE FROM users WHERE id IN \
      (SELECT id FROM users WHERE status = 'pending' AND updated_at <= $1 LIMIT $2)";
 
+const SWEEP_EVENTS: &str = "DELETE FROM auth_events WHERE id IN \
+     (SELECT id FROM auth_events WHERE created_at <= $1 LIMIT $2)";
+
 const SWEEP_OUTBOX: &str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
      WHERE status IN ('sent', 'dead', 'expired') AND updated_at <= $1 LIMIT $2)";
 
@@ -287,6 +293,7 @@ impl Sweep for SqlStore {
             (SWEEP_KEYS, cutoffs.keys_retired_before),
             (SWEEP_PENDING_USERS, cutoffs.pending_before),
             (SWEEP_OUTBOX, cutoffs.outbox_finished_before),
+            (SWEEP_EVENTS, cutoffs.events_before),
         ] {
             for _ in 0..MAX_SWEEP_BATCHES {
                 let deleted = bounded(self.timeout, "sweeping expired rows", async {
