@@ -4,6 +4,7 @@
 //! live in Redis when `REDIS_URL` is set and in the SQL database otherwise. Every call is bounded by the dependency timeout, so a hung
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
+mod events;
 mod outbox;
 mod redis;
 mod sql;
@@ -17,12 +18,13 @@ use async_trait::async_trait;
 use rand::RngCore;
 use time::OffsetDateTime;
 
+pub use self::events::AuthEventStore;
 pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{
-    AuthEvent, CodePurpose, EmailAddress, EventCursor, OnMatch, PasswordHash, PendingRegistration,
-    SessionId, User, UserId,
+    AuthEvent, CodePurpose, EmailAddress, OnMatch, PasswordHash, PendingRegistration, SessionId,
+    User, UserId,
 };
 /// The session types [`SessionStore`] speaks in (they live in [`crate::domain`]).
 pub use crate::domain::{RefreshRules, Rotation, Session, SessionLimit};
@@ -132,22 +134,6 @@ pub struct PasswordChange {
     pub reason: &'static str,
     /// When.
     pub now: OffsetDateTime,
-}
-
-/// The audit trail (SQL). Rows are written by the use cases through one seam
-/// (`accounts/audit.rs`), and read back only by their owner.
-#[async_trait]
-pub trait AuthEventStore: Send + Sync {
-    /// Writes one event.
-    async fn record(&self, event: &AuthEvent) -> StoreResult<()>;
-    /// The user's events, newest first, after `after` (the previous page's cursor), at most
-    /// `limit`.
-    async fn list(
-        &self,
-        user_id: UserId,
-        after: Option<EventCursor>,
-        limit: u32,
-    ) -> StoreResult<Vec<AuthEvent>>;
 }
 
 /// A code as stored: only its keyed hash.

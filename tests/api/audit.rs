@@ -1,17 +1,22 @@
 //! The audit trail: rows for every security event, free of secrets, and the owner's paged view.
 
+use std::time::Duration;
+
 use aidlc_auth::domain::CodePurpose;
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, backend_tests, expect_error, expect_json, expect_session,
+    Backend, PASSWORD, TestApp, TestEnv, backend_tests, expect_error, expect_json, expect_session,
     refresh_token, token, unique_email, wrong_code,
 };
 
 backend_tests!(
     every_security_event_is_recorded_without_a_secret,
     owners_page_through_their_own_events_newest_first,
+    events_past_their_retention_are_swept,
 );
+
+const DAY: u64 = 86_400;
 
 const NEW_PASSWORD: &str = "audited new passphrase";
 const THIRD_PASSWORD: &str = "a third audited phrase";
@@ -250,5 +255,34 @@ async fn owners_page_through_their_own_events_newest_first(backend: Backend) {
         "unauthorized",
     )
     .await;
+    app.stop().await;
+}
+
+async fn events_past_their_retention_are_swept(backend: Backend) {
+    let mut env = TestEnv::new(backend).await;
+    env.settings.sweep_interval = Duration::from_secs(1);
+    env.settings.auth_event_retention_days = 2;
+    let app = env.spawn().await;
+    let email = unique_email("retained");
+    app.register_active(&email, PASSWORD, "Retained").await;
+    app.advance(DAY + 1);
+    expect_session(app.login_password(&email, PASSWORD).await).await;
+    assert_eq!(app.db().auth_event_rows().await.len(), 3);
+
+    // Past two days for the first two events, not for the login.
+    app.advance(DAY);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = app.db().auth_event_rows().await;
+        if rows.len() == 1 {
+            assert_eq!(rows[0].event, "password_login", "{rows:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not swept within 10 s: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.stop().await;
 }

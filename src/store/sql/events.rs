@@ -72,10 +72,23 @@ pub(super) async fn insert_event(tx: &mut SqlTx, event: &AuthEvent) -> Result<()
 #[async_trait]
 impl AuthEventStore for SqlStore {
     async fn record(&self, event: &AuthEvent) -> StoreResult<()> {
+        // One statement on the pool, no transaction: one round trip per event.
+        let ip = event.ip.map(|ip| ip.to_string());
         bounded(self.timeout, "recording auth event", async {
-            let mut tx = self.pool.begin().await?;
-            insert_event(&mut tx, event).await?;
-            tx.commit().await
+            sql!(&self.pool, |db| {
+                sqlx::query(INSERT_EVENT)
+                    .bind(event.id)
+                    .bind(event.user_id.map(|id| id.0))
+                    .bind(event.kind.as_str())
+                    .bind(event.outcome.as_str())
+                    .bind(ip.as_deref())
+                    .bind(event.user_agent.as_deref())
+                    .bind(event.request_id.as_deref())
+                    .bind(DbTime(event.at))
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })
         })
         .await
     }
