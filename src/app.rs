@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::accounts::{Accounts, CodeHasher, Deps, Hasher, Policy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EmailTransport, Settings};
+use crate::domain::{CommonPasswords, PasswordPolicy};
 use crate::email::{
     DispatchConfig, Dispatcher, EmailSender, LogSender, Outbox, SmtpSender, Templates,
 };
@@ -95,6 +96,12 @@ impl App {
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(argon2))
             .await
             .context("preparing the password hasher")??;
+        let common = tokio::task::spawn_blocking(CommonPasswords::embedded)
+            .await
+            .context("loading the common-password list")?
+            .context("inflating the common-password list")?;
+        let passwords =
+            PasswordPolicy::new(usize::from(settings.password_min_length), Arc::new(common));
         let host = settings.host();
         let listener = TcpListener::bind((host, settings.port))
             .await
@@ -114,6 +121,7 @@ impl App {
             tokens,
             refresh_key,
             policy: Policy::from_settings(&settings),
+            passwords,
         });
         let (stopping, stopping_seen) = watch::channel(false);
         let state = AppState {
@@ -176,6 +184,7 @@ impl App {
                     self.settings.sweep_interval,
                     self.keyring_config.retired_key_window(),
                     self.settings.pending_account_ttl,
+                    self.settings.auth_event_retention(),
                     tasks_stopped.clone(),
                 )),
             ),
@@ -316,13 +325,15 @@ const SMTP_COMMANDS_PER_SEND: u32 = 6;
 const OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Deletes expired SQL codes, cooldowns, sessions, signing keys no longer published, and
-/// pending accounts never verified, finished outbox rows (Redis expires its own keys).
+/// pending accounts never verified, finished outbox rows, audit events past their retention
+/// (Redis expires its own keys).
 async fn sweep_forever(
     stores: Stores,
     clock: Arc<dyn Clock>,
     every: Duration,
     key_window: Duration,
     pending_ttl: Duration,
+    event_retention: Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -338,6 +349,7 @@ async fn sweep_forever(
             keys_retired_before: now - key_window,
             pending_before: now - pending_ttl,
             outbox_finished_before: now - OUTBOX_RETENTION,
+            events_before: now - event_retention,
         };
         match stores.sweeper.sweep_expired(cutoffs).await {
             Ok(0) => {}

@@ -5,7 +5,7 @@ use std::future::Future;
 use hmac::Mac;
 
 use super::{AccountError, Accounts, Action, ClientInfo};
-use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode};
+use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode, UserId};
 use crate::email::{Email, Message};
 use crate::metrics::{self, CodeEvent};
 use crate::store::{CodeCheck, Cooldown, OutboxMail, StoredCode};
@@ -108,15 +108,20 @@ impl Accounts {
         };
         self.stores.codes.put(to, purpose, &stored).await?;
         metrics::code(purpose, CodeEvent::Issued);
+        let valid_for = self.policy.code_ttl;
+        let message = match purpose {
+            CodePurpose::PasswordReset => Message::PasswordResetCode { code, valid_for },
+            purpose => Message::VerificationCode {
+                purpose,
+                code,
+                valid_for,
+            },
+        };
         let mail = Email {
             to: to.clone(),
             name: Some(name.clone()),
             locale,
-            message: Message::VerificationCode {
-                purpose,
-                code,
-                valid_for: self.policy.code_ttl,
-            },
+            message,
         };
         self.seal(&mail, stored.expires_at)
     }
@@ -183,22 +188,25 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         self.with_cooldown(&email, purpose, self.resend_code_claimed(&email, purpose))
             .await
+            .map(drop)
     }
 
-    async fn resend_code_claimed(
+    /// Mails a fresh code for `purpose` when the account is in the state it needs; returns
+    /// the account's id when one was sent.
+    pub(super) async fn resend_code_claimed(
         &self,
         email: &EmailAddress,
         purpose: CodePurpose,
-    ) -> Result<(), AccountError> {
+    ) -> Result<Option<UserId>, AccountError> {
         let wanted = match purpose {
             CodePurpose::Registration => crate::domain::UserStatus::Pending,
-            CodePurpose::Login => crate::domain::UserStatus::Active,
+            CodePurpose::Login | CodePurpose::PasswordReset => crate::domain::UserStatus::Active,
         };
         let Some(user) = self.stores.users.find_by_email(email).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if user.status != wanted {
-            return Ok(());
+            return Ok(None);
         }
         let mail = self
             .store_new_code(&user.email, &user.full_name, purpose, user.locale)
@@ -206,7 +214,7 @@ impl Accounts {
         // No other write to share: the outbox row is the write.
         self.stores.outbox.enqueue(&mail).await?;
         self.outbox.wake();
-        Ok(())
+        Ok(Some(user.id))
     }
 }
 

@@ -3,14 +3,18 @@
 use secrecy::SecretString;
 
 use super::{AccountError, Accounts, Action, ClientInfo, IssuedSession, outcome};
-use crate::domain::{CodePurpose, EmailAddress, OnMatch, OneTimeCode, UserStatus};
+use crate::domain::{
+    AuthEventKind, AuthOutcome, CodePurpose, EmailAddress, OnMatch, OneTimeCode, Password,
+    PasswordHash, User, UserStatus,
+};
 use crate::metrics::{self, LoginMethod};
 
 impl Accounts {
     /// `POST /api/auth/login {email, password}`. Every failure is the same
     /// `InvalidCredentials`, after the same Argon2 work, and counts towards the address's
     /// back-off whether or not it has an account. The limits and the back-off are checked
-    /// before Argon2 runs.
+    /// before Argon2 runs. A password whose stored hash was made with other Argon2 parameters
+    /// than the configured ones is hashed anew and stored.
     #[tracing::instrument(skip_all)]
     pub async fn login_with_password(
         &self,
@@ -33,18 +37,60 @@ impl Accounts {
             .await?;
         let failures = self.check_password_backoff(&email).await?;
         let user = self.stores.users.find_by_email(&email).await?;
-        let matched = self
+        let verified = self
             .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            .verify_and_upgrade(
+                Password::normalize(&password),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
             .await?;
+        let kind = AuthEventKind::PasswordLogin;
         match user {
-            Some(user) if matched && user.status == UserStatus::Active => {
-                self.start_session(user, client).await
+            Some(user) if verified.matched && user.status == UserStatus::Active => {
+                let user = match verified.upgraded {
+                    Some(upgraded) => self.upgrade_hash(user, upgraded).await,
+                    None => user,
+                };
+                let session = self.start_session(user, client.clone()).await?;
+                self.record(kind, AuthOutcome::Success, Some(session.user.id), &client)
+                    .await;
+                Ok(session)
             }
             user => {
+                self.record(
+                    kind,
+                    AuthOutcome::Failure,
+                    user.as_ref().map(|u| u.id),
+                    &client,
+                )
+                .await;
                 self.count_password_failure(&email, failures, user.as_ref())
                     .await?;
                 Err(AccountError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Stores `upgraded` in place of `user`'s hash, unless the password changed meanwhile. A
+    /// failure only costs the upgrade (tried again at the next login), never the login.
+    async fn upgrade_hash(&self, user: User, upgraded: PasswordHash) -> User {
+        match self
+            .stores
+            .users
+            .upgrade_password_hash(user.id, &user.password_hash, &upgraded, self.clock.now())
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(user_id = %user.id, "password re-hashed with the current Argon2 parameters");
+                User {
+                    password_hash: upgraded,
+                    ..user
+                }
+            }
+            Ok(false) => user,
+            Err(e) => {
+                tracing::warn!(user_id = %user.id, error = %e, "could not store the re-hashed password");
+                user
             }
         }
     }
@@ -83,14 +129,28 @@ impl Accounts {
         self.admit(Action::VerifyLogin, &client, Some(&email))
             .await?;
         let guess = self.take_guess(&email).await?;
-        self.present_code(&email, CodePurpose::Login, &code, OnMatch::Consume)
-            .await?;
-        self.give_back_guess(&email, &guess).await;
-        match self.stores.users.find_by_email(&email).await? {
-            Some(user) if user.status == UserStatus::Active => {
-                self.start_session(user, client).await
+        let kind = AuthEventKind::CodeLogin;
+        let user = self.stores.users.find_by_email(&email).await?;
+        let presented = self
+            .present_code(&email, CodePurpose::Login, &code, OnMatch::Consume)
+            .await;
+        if presented.is_ok() {
+            self.give_back_guess(&email, &guess).await;
+        }
+        let user_id = user.as_ref().map(|u| u.id);
+        match (presented, user) {
+            (Ok(()), Some(user)) if user.status == UserStatus::Active => {
+                let session = self.start_session(user, client.clone()).await?;
+                self.record(kind, AuthOutcome::Success, user_id, &client)
+                    .await;
+                Ok(session)
             }
-            _ => Err(AccountError::InvalidCode),
+            (Ok(()) | Err(AccountError::InvalidCode), _) => {
+                self.record(kind, AuthOutcome::Failure, user_id, &client)
+                    .await;
+                Err(AccountError::InvalidCode)
+            }
+            (Err(e), _) => Err(e),
         }
     }
 }

@@ -1,24 +1,28 @@
 //! Use cases: the only layer that coordinates several stores and the mail outbox.
 
+mod audit;
 mod codes;
 mod limits;
 mod login;
 mod passwords;
+mod recovery;
 mod registration;
 mod sessions;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use audit::EventPage;
 pub use codes::CodeHasher;
 pub use limits::{Action, Limits};
-pub use passwords::Hasher;
+pub use passwords::{Hasher, Verified};
 pub use registration::Registration;
 pub use sessions::{Authenticated, IssuedSession};
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::Locale;
+use crate::domain::{Locale, PasswordPolicy, PasswordRejection};
 use crate::email::Outbox;
 use crate::store::{StoreError, Stores};
 use crate::tokens::KeyRing;
@@ -46,6 +50,12 @@ pub enum AccountError {
     /// No such session among the caller's.
     #[error("session not found")]
     SessionNotFound,
+    /// The new password breaks a rule of the password policy.
+    #[error("password refused: {0}")]
+    PasswordRejected(PasswordRejection),
+    /// The current password given to change it is wrong.
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
     /// A code was sent to this address for this purpose too recently.
     #[error("a code was sent recently; retry after {0:?}")]
     Cooldown(Duration),
@@ -102,14 +112,16 @@ impl From<VerifyError> for AccountError {
     }
 }
 
-/// Who is calling, as far as the transport can tell; recorded on sessions.
+/// Who is calling, as far as the transport can tell; recorded on sessions and audit events.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
     /// The client's address (behind trusted proxies, the one they saw); None only when the
     /// transport did not say.
-    pub ip: Option<std::net::IpAddr>,
+    pub ip: Option<IpAddr>,
     /// The client's User-Agent header.
     pub user_agent: Option<String>,
+    /// The request's id (`X-Request-Id`, the client's when it was safe, else ours).
+    pub request_id: Option<String>,
     /// The supported language its `Accept-Language` settles on, if any.
     pub locale: Option<crate::domain::Locale>,
 }
@@ -165,6 +177,7 @@ pub struct Accounts {
     tokens: Arc<KeyRing>,
     refresh_key: Arc<[u8]>,
     policy: Policy,
+    passwords: PasswordPolicy,
 }
 
 /// The collaborators of [`Accounts`].
@@ -185,6 +198,8 @@ pub struct Deps {
     pub refresh_key: Vec<u8>,
     /// Lifetimes and limits.
     pub policy: Policy,
+    /// What a new password must be.
+    pub passwords: PasswordPolicy,
 }
 
 impl Accounts {
@@ -199,7 +214,13 @@ impl Accounts {
             tokens: deps.tokens,
             refresh_key: deps.refresh_key.into(),
             policy: deps.policy,
+            passwords: deps.passwords,
         }
+    }
+
+    /// What a new password must be (handlers check new passwords with it at the edge).
+    pub fn password_policy(&self) -> &PasswordPolicy {
+        &self.passwords
     }
 
     /// The public signing keys, for the JWKS endpoint.

@@ -112,6 +112,42 @@ impl Hasher {
         .await
     }
 
+    /// Like [`Self::verify`], and when `password` matches a hash made with other Argon2
+    /// parameters than the configured ones, also hashes it anew with them (in the same slot:
+    /// only a successful login with an outdated hash pays for the second run).
+    pub async fn verify_and_upgrade(
+        &self,
+        password: SecretString,
+        stored: Option<PasswordHash>,
+    ) -> Result<Verified, AccountError> {
+        let _permit = self.permit().await?;
+        let is_real = stored.is_some();
+        let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
+        let params = self.params.clone();
+        spawn_blocking_in_span(move || {
+            let Ok(parsed) = argon2::PasswordHash::new(phc.as_str()) else {
+                return Ok(Verified::default());
+            };
+            let matched = Argon2::default()
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+                .is_ok();
+            if !(is_real && matched) {
+                return Ok(Verified::default());
+            }
+            let upgraded = if is_current(&parsed, &params) {
+                None
+            } else {
+                Some(hash_blocking(&params, password.expose_secret())?)
+            };
+            Ok(Verified {
+                matched: true,
+                upgraded,
+            })
+        })
+        .await?
+        .map_err(AccountError::Unexpected)
+    }
+
     /// Verifies `password` against `stored`, or against the dummy hash when there is no
     /// account, so both paths take the same time. Returns false for the dummy.
     pub async fn verify(
@@ -133,6 +169,28 @@ impl Hasher {
         .await?;
         Ok(is_real && matched.unwrap_or(false))
     }
+}
+
+/// What [`Hasher::verify_and_upgrade`] found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// The password matches a real account's hash.
+    pub matched: bool,
+    /// The same password hashed with the configured parameters, when the stored hash was made
+    /// with others: store it in place of the old one.
+    pub upgraded: Option<PasswordHash>,
+}
+
+/// True when `parsed` is Argon2id v1.3 with exactly the parameters `params`.
+fn is_current(parsed: &argon2::PasswordHash<'_>, params: &Params) -> bool {
+    let same_params = Params::try_from(parsed).is_ok_and(|p| {
+        p.m_cost() == params.m_cost()
+            && p.t_cost() == params.t_cost()
+            && p.p_cost() == params.p_cost()
+    });
+    parsed.algorithm == Algorithm::Argon2id.ident()
+        && parsed.version == Some(Version::V0x13.into())
+        && same_params
 }
 
 impl Hasher {
@@ -214,10 +272,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
         let h = cheap();
-        let hash = h
-            .hash(Password::parse("correct horse".into()).unwrap())
-            .await
-            .unwrap();
+        let hash = h.hash(Password::for_tests("correct horse")).await.unwrap();
         assert!(hash.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(
             h.verify("correct horse".into(), Some(hash.clone()))
@@ -240,16 +295,13 @@ mod tests {
     #[tokio::test]
     async fn registrations_sharing_a_salt_compare_by_hash_and_match_in_one_run() {
         let h = cheap();
-        let first = h
-            .hash(Password::parse("owner's secret".into()).unwrap())
-            .await
-            .unwrap();
+        let first = h.hash(Password::for_tests("owner's secret")).await.unwrap();
         let same = h
-            .hash_like(Password::parse("owner's secret".into()).unwrap(), &first)
+            .hash_like(Password::for_tests("owner's secret"), &first)
             .await
             .unwrap();
         let other = h
-            .hash_like(Password::parse("squatter pass".into()).unwrap(), &first)
+            .hash_like(Password::for_tests("squatter pass"), &first)
             .await
             .unwrap();
         assert_eq!(same, first, "same password, same salt: same hash");
@@ -282,7 +334,7 @@ mod tests {
         })
         .unwrap();
         let lone = stronger
-            .hash(Password::parse("changed params".into()).unwrap())
+            .hash(Password::for_tests("changed params"))
             .await
             .unwrap();
         assert_eq!(
@@ -291,6 +343,50 @@ mod tests {
                 .unwrap(),
             Some(1)
         );
+    }
+
+    #[tokio::test]
+    async fn a_hash_with_other_parameters_is_upgraded_once_its_password_matches() {
+        let weak = cheap();
+        let strong = Hasher::new(Argon2Params {
+            memory_kib: 2048,
+            iterations: 2,
+            parallelism: 1,
+        })
+        .unwrap();
+        let old = weak.hash(Password::for_tests("upgrade me")).await.unwrap();
+        let wrong = strong
+            .verify_and_upgrade("not the one".into(), Some(old.clone()))
+            .await
+            .unwrap();
+        assert!(!wrong.matched && wrong.upgraded.is_none());
+        let right = strong
+            .verify_and_upgrade("upgrade me".into(), Some(old.clone()))
+            .await
+            .unwrap();
+        assert!(right.matched);
+        let new = right.upgraded.expect("upgraded");
+        assert!(
+            new.as_str().starts_with("$argon2id$v=19$m=2048,t=2,p=1$"),
+            "{}",
+            new.as_str()
+        );
+        assert!(
+            strong
+                .verify("upgrade me".into(), Some(new.clone()))
+                .await
+                .unwrap()
+        );
+        let again = strong
+            .verify_and_upgrade("upgrade me".into(), Some(new))
+            .await
+            .unwrap();
+        assert!(
+            again.matched && again.upgraded.is_none(),
+            "current: left alone"
+        );
+        let none = strong.verify_and_upgrade("x".into(), None).await.unwrap();
+        assert!(!none.matched && none.upgraded.is_none());
     }
 
     #[test]

@@ -9,11 +9,11 @@ use secrecy::SecretString;
 
 use super::{AccountError, Accounts, Action, ClientInfo, IssuedSession};
 use crate::domain::{
-    CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode, Password, PasswordHash,
-    PendingRegistration, User, UserId, UserStatus,
+    AuthEventKind, AuthOutcome, CodePurpose, EmailAddress, FullName, Locale, OnMatch, OneTimeCode,
+    Password, PasswordHash, PendingRegistration, User, UserId, UserStatus,
 };
 use crate::email::{Email, Message};
-use crate::store::Inserted;
+use crate::store::{HitId, Inserted};
 
 /// How long an "already registered" notice stays worth sending while the transport is down.
 const NOTICE_MAX_AGE: time::Duration = time::Duration::days(1);
@@ -40,19 +40,29 @@ impl Accounts {
     pub async fn register(
         &self,
         request: Registration,
-        client: &ClientInfo,
+        client: ClientInfo,
     ) -> Result<(), AccountError> {
         let email = request.email.clone();
-        self.admit(Action::Register, client, Some(&email)).await?;
-        self.with_cooldown(
-            &email,
-            CodePurpose::Registration,
-            self.register_claimed(request),
+        self.admit(Action::Register, &client, Some(&email)).await?;
+        let user_id = self
+            .with_cooldown(
+                &email,
+                CodePurpose::Registration,
+                self.register_claimed(request),
+            )
+            .await?;
+        self.record(
+            AuthEventKind::Registration,
+            AuthOutcome::Success,
+            Some(user_id),
+            &client,
         )
-        .await
+        .await;
+        Ok(())
     }
 
-    async fn register_claimed(&self, request: Registration) -> Result<(), AccountError> {
+    /// Registers under the claimed cooldown; returns the id of the account the address has.
+    async fn register_claimed(&self, request: Registration) -> Result<UserId, AccountError> {
         let Registration {
             email,
             password,
@@ -61,7 +71,7 @@ impl Accounts {
         } = request;
         let locale = locale.unwrap_or(self.policy.default_locale);
         // Every branch costs exactly one Argon2 run.
-        match self.stores.users.find_by_email(&email).await? {
+        let user_id = match self.stores.users.find_by_email(&email).await? {
             None => {
                 let password_hash = self.hasher.hash(password).await?;
                 self.register_new(&email, full_name, password_hash, locale)
@@ -76,12 +86,14 @@ impl Accounts {
                 } else {
                     self.hasher.hash(password).await?
                 };
+                let id = existing.id;
                 self.register_existing_user(existing, full_name, password_hash, locale)
-                    .await?
+                    .await?;
+                id
             }
-        }
+        };
         self.outbox.wake();
-        Ok(())
+        Ok(user_id)
     }
 
     async fn register_new(
@@ -90,7 +102,7 @@ impl Accounts {
         full_name: FullName,
         password_hash: PasswordHash,
         locale: Locale,
-    ) -> Result<(), AccountError> {
+    ) -> Result<UserId, AccountError> {
         let mail = self
             .store_new_code(email, &full_name, CodePurpose::Registration, locale)
             .await?;
@@ -109,7 +121,7 @@ impl Accounts {
         match self.stores.users.insert(&user, &mail).await? {
             Inserted::Created => {
                 tracing::info!(user_id = %user.id.0, "pending account created");
-                Ok(())
+                Ok(user.id)
             }
             // A concurrent registration of the same address won the insert; take the path an
             // existing account takes (this hash has a salt of its own: it simply counts as a
@@ -125,8 +137,10 @@ impl Accounts {
                             "address taken but no account found"
                         ))
                     })?;
+                let id = existing.id;
                 self.register_existing_user(existing, full_name, password_hash, locale)
-                    .await
+                    .await?;
+                Ok(id)
             }
         }
     }
@@ -208,6 +222,34 @@ impl Accounts {
             .find_by_email(&email)
             .await?
             .filter(|u| u.status == UserStatus::Pending);
+        let user_id = user.as_ref().map(|u| u.id);
+        let result = self
+            .confirm_registration(user, email, code, password, &guess, client.clone())
+            .await;
+        let kind = AuthEventKind::RegistrationVerified;
+        match &result {
+            Ok(_) => {
+                self.record(kind, AuthOutcome::Success, user_id, &client)
+                    .await
+            }
+            Err(AccountError::InvalidCode | AccountError::PasswordRequired) => {
+                self.record(kind, AuthOutcome::Failure, user_id, &client)
+                    .await;
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn confirm_registration(
+        &self,
+        user: Option<User>,
+        email: EmailAddress,
+        code: OneTimeCode,
+        password: Option<SecretString>,
+        guess: &HitId,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AccountError> {
         let mut registrations = match &user {
             Some(user) => self.stores.users.pending_registrations(user.id).await?,
             None => Vec::new(),
@@ -218,11 +260,12 @@ impl Accounts {
                     .iter()
                     .map(|r| r.password_hash.clone())
                     .collect();
+                let password = Password::normalize(&password);
                 match self.hasher.find_match(password, hashes).await? {
                     Some(index) => Some(registrations.swap_remove(index)),
                     None => {
                         // The code was not tried: it is not a guess.
-                        self.give_back_guess(&email, &guess).await;
+                        self.give_back_guess(&email, guess).await;
                         return Err(AccountError::InvalidCode);
                     }
                 }
@@ -231,7 +274,7 @@ impl Accounts {
                 // Only a request holding the code learns that more is needed.
                 self.present_code(&email, CodePurpose::Registration, &code, OnMatch::Keep)
                     .await?;
-                self.give_back_guess(&email, &guess).await;
+                self.give_back_guess(&email, guess).await;
                 tracing::info!("verification without a password refused: contested registration");
                 return Err(AccountError::PasswordRequired);
             }
@@ -239,7 +282,7 @@ impl Accounts {
         };
         self.present_code(&email, CodePurpose::Registration, &code, OnMatch::Consume)
             .await?;
-        self.give_back_guess(&email, &guess).await;
+        self.give_back_guess(&email, guess).await;
         let (Some(user), Some(chosen)) = (user, chosen) else {
             return Err(AccountError::InvalidCode);
         };

@@ -4,7 +4,10 @@
 use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, ClientInfo};
-use crate::domain::{RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserStatus};
+use crate::domain::{
+    AuthEventKind, AuthOutcome, RefreshRules, Rotation, Session, SessionId, SessionLimit, User,
+    UserStatus,
+};
 use crate::metrics::{self, SessionEvent};
 use crate::tokens::{AccessClaims, RefreshToken};
 
@@ -118,9 +121,9 @@ impl Accounts {
     pub async fn exchange_refresh_token(
         &self,
         presented: RefreshToken,
-        client: &ClientInfo,
+        client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
-        self.admit(super::Action::Refresh, client, None).await?;
+        self.admit(super::Action::Refresh, &client, None).await?;
         let successor = presented.successor(&self.refresh_key);
         let now = self.clock.now();
         let session = match self
@@ -149,6 +152,13 @@ impl Accounts {
             } => {
                 tracing::warn!(%session_id, %user_id, "retired refresh token presented again: session revoked");
                 metrics::sessions(SessionEvent::ReuseDetected, 1);
+                self.record(
+                    AuthEventKind::RefreshTokenReuse,
+                    AuthOutcome::Failure,
+                    Some(user_id),
+                    &client,
+                )
+                .await;
                 return Err(AccountError::InvalidRefreshToken);
             }
             Rotation::Invalid => return Err(AccountError::InvalidRefreshToken),
@@ -206,7 +216,11 @@ impl Accounts {
 
     /// `POST /api/auth/logout`: ends the caller's session.
     #[tracing::instrument(skip_all)]
-    pub async fn logout(&self, caller: &Authenticated) -> Result<(), AccountError> {
+    pub async fn logout(
+        &self,
+        caller: &Authenticated,
+        client: ClientInfo,
+    ) -> Result<(), AccountError> {
         let now = self.clock.now();
         let revoked = self
             .stores
@@ -221,6 +235,13 @@ impl Accounts {
             .await?;
         metrics::sessions(SessionEvent::Revoked, u64::from(revoked));
         tracing::info!(session_id = %caller.session.id, "logged out");
+        self.record(
+            AuthEventKind::Logout,
+            AuthOutcome::Success,
+            Some(caller.user.id),
+            &client,
+        )
+        .await;
         Ok(())
     }
 
@@ -230,6 +251,7 @@ impl Accounts {
         &self,
         caller: &Authenticated,
         keep_current: bool,
+        client: ClientInfo,
     ) -> Result<u64, AccountError> {
         let keep = keep_current.then_some(caller.session.id);
         let now = self.clock.now();
@@ -246,6 +268,13 @@ impl Accounts {
             .await?;
         metrics::sessions(SessionEvent::Revoked, ended);
         tracing::info!(user_id = %caller.user.id.0, ended, keep_current, "logged out everywhere");
+        self.record(
+            AuthEventKind::LogoutAll,
+            AuthOutcome::Success,
+            Some(caller.user.id),
+            &client,
+        )
+        .await;
         Ok(ended)
     }
 
@@ -268,6 +297,7 @@ impl Accounts {
         &self,
         caller: &Authenticated,
         id: SessionId,
+        client: ClientInfo,
     ) -> Result<(), AccountError> {
         let now = self.clock.now();
         if self
@@ -283,6 +313,13 @@ impl Accounts {
             .await?
         {
             metrics::sessions(SessionEvent::Revoked, 1);
+            self.record(
+                AuthEventKind::SessionRevoked,
+                AuthOutcome::Success,
+                Some(caller.user.id),
+                &client,
+            )
+            .await;
             Ok(())
         } else {
             Err(AccountError::SessionNotFound)

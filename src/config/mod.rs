@@ -206,6 +206,13 @@ pub struct Settings {
     /// Argon2id cost.
     #[command(flatten)]
     pub argon2: Argon2Params,
+    /// Shortest password accepted, in characters (8 to 64; NIST SP 800-63B rev. 4 asks 15
+    /// where the password is the only factor).
+    #[arg(long, env = "AIDLC_PASSWORD_MIN_LENGTH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(8..=64))]
+    pub password_min_length: u16,
+    /// How long audit events (`auth_events`) are kept, days.
+    #[arg(long, env = "AIDLC_AUTH_EVENT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub auth_event_retention_days: u32,
     /// Bound on each PostgreSQL/Redis call, milliseconds.
     #[arg(long = "dependency-timeout-ms", env = "AIDLC_DEPENDENCY_TIMEOUT_MS", default_value = "1000", value_parser = millis)]
     pub dependency_timeout: Duration,
@@ -415,6 +422,11 @@ impl Settings {
         DatabaseKind::from_url(self.database_url.expose_secret())
     }
 
+    /// How long audit events are kept.
+    pub fn auth_event_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.auth_event_retention_days) * 24 * 3600)
+    }
+
     /// True when `DATABASE_URL` names a SQLite database.
     pub fn uses_sqlite(&self) -> bool {
         self.database_kind() == Some(DatabaseKind::Sqlite)
@@ -447,6 +459,8 @@ impl fmt::Debug for Settings {
             .field("resend_cooldown", &self.resend_cooldown)
             .field("max_code_attempts", &self.max_code_attempts)
             .field("argon2", &self.argon2)
+            .field("password_min_length", &self.password_min_length)
+            .field("auth_event_retention_days", &self.auth_event_retention_days)
             .field("dependency_timeout", &self.dependency_timeout)
             .field("database_max_connections", &self.database_max_connections)
             .field("sweep_interval", &self.sweep_interval)

@@ -49,6 +49,10 @@ pub enum CodePurpose {
     Registration,
     /// Logs an active account in.
     Login,
+    /// Lets the owner of an active account set a new password. Not a `resend-code` purpose:
+    /// `POST /api/auth/password-reset` is its resend.
+    #[serde(skip)]
+    PasswordReset,
 }
 
 impl CodePurpose {
@@ -57,6 +61,7 @@ impl CodePurpose {
         match self {
             Self::Registration => "registration",
             Self::Login => "login",
+            Self::PasswordReset => "password_reset",
         }
     }
 }

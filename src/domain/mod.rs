@@ -1,5 +1,6 @@
 //! Validated types: a value of one of these has been parsed and is known good. No I/O here.
 
+mod auth_event;
 mod client_ip;
 mod code;
 mod email_address;
@@ -7,9 +8,11 @@ mod full_name;
 mod limits;
 mod locale;
 mod password;
+mod password_policy;
 mod session;
 mod user;
 
+pub use auth_event::{AuthEvent, AuthEventKind, AuthOutcome, EventCursor};
 pub use client_ip::{TrustedProxies, client_ip, limit_subject};
 pub use code::{CodeDecision, CodePurpose, OnMatch, OneTimeCode, judge_code_try};
 pub use email_address::EmailAddress;
@@ -20,6 +23,9 @@ pub use limits::{
 };
 pub use locale::{Locale, from_accept_language, preferred_locale};
 pub use password::{Password, PasswordHash};
+pub use password_policy::{
+    CommonPasswords, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, PasswordPolicy, PasswordRejection,
+};
 pub use session::{
     NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
     judge_refresh,

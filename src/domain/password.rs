@@ -1,26 +1,28 @@
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
+use unicode_normalization::UnicodeNormalization;
 
-use super::ParseError;
-
-/// A candidate password as typed: 8..=128 characters. Never printed.
+/// A password that passed the [`super::PasswordPolicy`], in its NFKC form (the form that is
+/// hashed). Never printed.
 pub struct Password(SecretString);
 
-const MIN_CHARS: usize = 8;
-const MAX_CHARS: usize = 128;
-
 impl Password {
-    /// Checks the length policy; the fuller policy (breached list) slots in here.
-    pub fn parse(raw: SecretString) -> Result<Self, ParseError> {
-        let chars = raw.expose_secret().chars().count();
-        if chars < MIN_CHARS {
-            return Err(ParseError("password must be at least 8 characters"));
-        }
-        if chars > MAX_CHARS {
-            return Err(ParseError("password must be at most 128 characters"));
-        }
-        Ok(Self(raw))
+    /// The form a typed password is hashed and compared in: Unicode NFKC, so the same
+    /// password typed on two keyboards (composed or decomposed, full- or half-width) is one.
+    pub fn normalize(raw: &SecretString) -> SecretString {
+        SecretString::from(raw.expose_secret().nfkc().collect::<String>())
+    }
+
+    /// Wraps a normalised password the policy accepted (only the policy makes one).
+    pub(super) fn accepted(normalized: SecretString) -> Self {
+        Self(normalized)
+    }
+
+    /// A password that skips the policy, for unit tests of the hasher.
+    #[cfg(test)]
+    pub fn for_tests(raw: &str) -> Self {
+        Self(Self::normalize(&SecretString::from(raw)))
     }
 
     /// The secret itself, for hashing.
@@ -62,16 +64,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn enforces_length_in_characters_not_bytes() {
-        assert!(Password::parse("short12".into()).is_err());
-        assert!(Password::parse("비밀번호비밀번호".into()).is_ok());
-        assert!(Password::parse("x".repeat(129).into()).is_err());
-        assert!(Password::parse("x".repeat(128).into()).is_ok());
+    fn normalisation_is_nfkc() {
+        // "é" composed and decomposed, and a full-width "Ａ", are each one form.
+        let composed = Password::normalize(&"caf\u{e9} \u{ff21}".into());
+        let decomposed = Password::normalize(&"cafe\u{301} A".into());
+        assert_eq!(composed.expose_secret(), decomposed.expose_secret());
     }
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let p = Password::parse("correct horse".into()).unwrap();
+        let p = Password::for_tests("correct horse");
         assert!(!format!("{p:?}").contains("horse"));
     }
 }

@@ -53,15 +53,14 @@ pub enum Message {
     },
     /// Someone tried to register an address that already has an account.
     AccountAlreadyExists,
-    /// *Not sent yet* (password reset issue): a code that lets the owner set a new password.
+    /// A code that lets the owner of an active account set a new password.
     PasswordResetCode {
         /// The code.
         code: OneTimeCode,
         /// How long it is valid.
         valid_for: Duration,
     },
-    /// *Not sent yet* (password reset / change issue): the password was changed and the other
-    /// sessions ended.
+    /// The password was reset or changed, and the other sessions ended.
     PasswordChanged,
     /// Passwords for the account were refused many times: someone may be guessing it. Sent at
     /// most once a day per account.
@@ -101,7 +100,11 @@ impl Message {
                 ..
             } => "login_code",
             Self::AccountAlreadyExists => "account_exists",
-            Self::PasswordResetCode { .. } => "password_reset_code",
+            Self::VerificationCode {
+                purpose: CodePurpose::PasswordReset,
+                ..
+            }
+            | Self::PasswordResetCode { .. } => "password_reset_code",
             Self::PasswordChanged => "password_changed",
             Self::SignInAttempts => "sign_in_attempts",
             Self::NewSignIn { .. } => "new_sign_in",

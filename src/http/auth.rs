@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, ServiceUnavailable};
 use super::extract::JsonBody;
 use crate::accounts::{Authenticated, ClientInfo, IssuedSession, Registration};
-use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, Password, User, UserStatus};
+use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, User, UserStatus};
 
 /// `POST /api/auth/register` body.
 #[derive(Deserialize, ToSchema)]
@@ -22,7 +22,8 @@ pub struct RegisterRequest {
     /// The address to register; normalised (trimmed, NFKC, lower-cased).
     #[schema(example = "test@example.com")]
     email: String,
-    /// 8 to 128 characters.
+    /// 8 (`AIDLC_PASSWORD_MIN_LENGTH`) to 128 characters, any (NFKC); not a common or
+    /// breached password, not built from the address or the name.
     #[schema(value_type = String, example = "correct horse battery")]
     password: SecretString,
     /// 1 to 100 characters, no control characters.
@@ -83,7 +84,7 @@ pub struct ResendCodeRequest {
 #[derive(Serialize, ToSchema)]
 pub struct MessageResponse {
     /// Human-readable.
-    message: &'static str,
+    pub(super) message: &'static str,
 }
 
 /// A token pair, returned by every login and by refresh.
@@ -159,11 +160,11 @@ const REGISTER_ACCEPTED: &str =
 const CODE_SENT: &str =
     "If an account in the right state exists for this address, a code has been sent to it.";
 
-fn email(raw: &str) -> Result<EmailAddress, ApiError> {
+pub(super) fn email(raw: &str) -> Result<EmailAddress, ApiError> {
     EmailAddress::parse(raw).map_err(|e| ApiError::invalid("invalid_email", e))
 }
 
-fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
+pub(super) fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
     OneTimeCode::parse(raw).map_err(|e| ApiError::invalid("invalid_code_format", e))
 }
 
@@ -174,7 +175,7 @@ fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "invalid_body, invalid_email, invalid_password or invalid_full_name", body = ErrorBody),
+        (status = 422, description = "invalid_body, invalid_email, invalid_full_name, or a password rule: password_too_short, password_too_long, password_too_common, password_contains_email, password_contains_name", body = ErrorBody),
         (status = 429, description = "too_many_requests: a code was sent to this address less than the cooldown ago, or a rate limit (per client IP, per address, codes issued) was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
@@ -183,15 +184,21 @@ pub async fn register(
     client: ClientInfo,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
+    let email = email(&body.email)?;
+    let full_name =
+        FullName::parse(&body.full_name).map_err(|e| ApiError::invalid("invalid_full_name", e))?;
+    let password =
+        state
+            .accounts
+            .password_policy()
+            .check(&body.password, &email, Some(&full_name))?;
     let request = Registration {
         locale: client.locale,
-        email: email(&body.email)?,
-        password: Password::parse(body.password)
-            .map_err(|e| ApiError::invalid("invalid_password", e))?,
-        full_name: FullName::parse(&body.full_name)
-            .map_err(|e| ApiError::invalid("invalid_full_name", e))?,
+        email,
+        password,
+        full_name,
     };
-    state.accounts.register(request, &client).await?;
+    state.accounts.register(request, client).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageResponse {

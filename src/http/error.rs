@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::accounts::AccountError;
-use crate::domain::ParseError;
+use crate::domain::{ParseError, PasswordRejection};
 
 /// The error body, as documented in the OpenAPI schema.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -62,6 +62,11 @@ impl ApiError {
     /// A field that failed validation (422) with `code` naming the field's rule.
     pub fn invalid(code: &'static str, e: ParseError) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.0)
+    }
+
+    /// A query string that does not parse (422 `invalid_query`).
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", message)
     }
 
     /// No or bad bearer token (401).
@@ -124,6 +129,19 @@ impl ApiError {
     }
 }
 
+/// A password the policy refused (422), its code naming the rule: `password_too_short`,
+/// `password_too_long`, `password_too_common`, `password_contains_email`,
+/// `password_contains_name`.
+impl From<PasswordRejection> for ApiError {
+    fn from(rejection: PasswordRejection) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            rejection.code(),
+            rejection.to_string(),
+        )
+    }
+}
+
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match e {
@@ -142,6 +160,12 @@ impl From<AccountError> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
                 "invalid e-mail or password",
+            ),
+            AccountError::PasswordRejected(rejection) => rejection.into(),
+            AccountError::WrongCurrentPassword => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_current_password",
+                "the current password is wrong",
             ),
             AccountError::Unauthenticated => Self::unauthorized(),
             AccountError::InvalidRefreshToken => Self::invalid_refresh_token(),

@@ -163,9 +163,16 @@ impl FromRequestParts<AppState> for ClientInfo {
                 .get(header::ACCEPT_LANGUAGE)
                 .and_then(|v| v.to_str().ok()),
         );
+        // Set by the request-id layer before any handler runs.
+        let request_id = parts
+            .headers
+            .get(super::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(Self {
             ip,
             user_agent,
+            request_id,
             locale,
         })
     }

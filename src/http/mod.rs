@@ -2,10 +2,12 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 mod layers;
 mod openapi;
+pub mod recovery;
 pub mod sessions;
 pub mod wellknown;
 
@@ -64,6 +66,13 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/verify-login", post(auth::verify_login))
         .route("/api/auth/resend-code", post(auth::resend_code))
+        .route("/api/auth/password-reset", post(recovery::request_reset))
+        .route(
+            "/api/auth/password-reset/confirm",
+            post(recovery::confirm_reset),
+        )
+        .route("/api/auth/password", post(recovery::change))
+        .route("/api/auth/events", get(events::list))
         .route("/api/auth/me", get(auth::me))
         .route("/api/auth/refresh", post(sessions::refresh))
         .route("/api/auth/logout", post(sessions::logout))

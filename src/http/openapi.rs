@@ -5,15 +5,16 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail, ServiceUnavailable};
-use super::{auth, health, sessions, wellknown};
+use super::{auth, events, health, recovery, sessions, wellknown};
 
 /// The service's API description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "aidlc-auth", description = "Registration, e-mailed one-time codes, password and code login, sessions and verifiable access tokens."),
+    info(title = "aidlc-auth", description = "Registration, e-mailed one-time codes, password and code login, password reset and change, sessions, the owner's security events and verifiable access tokens."),
     paths(
         auth::register, auth::verify_registration, auth::login, auth::verify_login,
-        auth::resend_code, auth::me, sessions::refresh, sessions::logout, sessions::logout_all,
+        auth::resend_code, recovery::request_reset, recovery::confirm_reset, recovery::change,
+        events::list, auth::me, sessions::refresh, sessions::logout, sessions::logout_all,
         sessions::list, sessions::revoke, sessions::introspect, wellknown::jwks,
         wellknown::authorization_server_metadata, health::live, health::ready,
     ),

@@ -139,7 +139,7 @@ pub async fn refresh(
     Ok(Json(
         state
             .accounts
-            .exchange_refresh_token(token, &client)
+            .exchange_refresh_token(token, client)
             .await?
             .into(),
     ))
@@ -155,8 +155,9 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
 ) -> Result<StatusCode, ApiError> {
-    state.accounts.logout(&caller).await?;
+    state.accounts.logout(&caller, client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -171,6 +172,7 @@ pub async fn logout(
 pub async fn logout_all(
     State(state): State<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
     body: Bytes,
 ) -> Result<Json<LogoutAllResponse>, ApiError> {
     // The body is optional: an empty one means the defaults.
@@ -180,7 +182,10 @@ pub async fn logout_all(
         Json::<LogoutAllRequest>::from_bytes(&body)?.0
     };
     let keep_current = request.keep_current;
-    let ended = state.accounts.logout_all(&caller, keep_current).await?;
+    let ended = state
+        .accounts
+        .logout_all(&caller, keep_current, client)
+        .await?;
     Ok(Json(LogoutAllResponse { ended }))
 }
 
@@ -214,13 +219,14 @@ pub async fn list(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // Not a UUID: certainly not one of the caller's sessions.
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::session_not_found())?;
     state
         .accounts
-        .revoke_session(&caller, SessionId(id))
+        .revoke_session(&caller, SessionId(id), client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

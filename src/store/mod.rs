@@ -6,6 +6,7 @@
 //! dependency surfaces as [`StoreError::Unavailable`] (a 503) instead of a hung request.
 
 pub(crate) mod at_rest;
+mod events;
 pub mod limits;
 mod outbox;
 mod redis;
@@ -21,13 +22,15 @@ use rand::RngCore;
 use time::OffsetDateTime;
 
 pub use self::at_rest::AtRestError;
+pub use self::events::AuthEventStore;
 pub use self::limits::{Admission, HitId, LimitKey, RateLimiter, Recent};
 pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore};
 pub use self::sql::RewrapCounts;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{
-    CodePurpose, EmailAddress, OnMatch, PendingRegistration, SessionId, User, UserId,
+    AuthEvent, CodePurpose, EmailAddress, OnMatch, PasswordHash, PendingRegistration, SessionId,
+    User, UserId,
 };
 /// The session types [`SessionStore`] speaks in (they live in [`crate::domain`]).
 pub use crate::domain::{RefreshRules, Rotation, Session, SessionLimit};
@@ -128,6 +131,39 @@ pub trait UserStore: Send + Sync {
         registration: &PendingRegistration,
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
+    /// Sets an active account's password and ends its live sessions (all, or all but
+    /// `change.keep`), with the notice `mail` and the audit `event`, in one transaction;
+    /// returns how many sessions it ended, None (nothing written) if the account is not active.
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        mail: &OutboxMail,
+        event: &AuthEvent,
+    ) -> StoreResult<Option<u64>>;
+    /// Replaces the account's password hash `old` by `new` (the same password under the
+    /// current Argon2 parameters); false if the hash changed meanwhile (a reset won).
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+}
+
+/// A new password for an account, and which sessions survive it.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    /// The account.
+    pub user_id: UserId,
+    /// The new password's hash.
+    pub password_hash: PasswordHash,
+    /// The session kept (the caller's, for a change); None ends every one (a reset).
+    pub keep: Option<SessionId>,
+    /// Why the others end, as stored on them (`password_reset`, `password_changed`).
+    pub reason: &'static str,
+    /// When.
+    pub now: OffsetDateTime,
 }
 
 /// A code as stored: only its keyed hash.
@@ -354,6 +390,8 @@ pub struct SweepCutoffs {
     pub pending_before: OffsetDateTime,
     /// Outbox rows finished (sent, dead, expired) before this.
     pub outbox_finished_before: OffsetDateTime,
+    /// Audit events recorded before this (the retention).
+    pub events_before: OffsetDateTime,
 }
 
 /// Every store the service uses, chosen once from the settings.
@@ -379,6 +417,8 @@ pub struct Stores {
     pub outbox: Arc<dyn OutboxStore>,
     /// Rate-limit counters (Redis or SQL), per instance while that store is unreachable.
     pub limiter: Arc<dyn RateLimiter>,
+    /// The audit trail (SQL).
+    pub events: Arc<dyn AuthEventStore>,
 }
 
 impl Stores {
@@ -400,6 +440,7 @@ impl Stores {
             sweeper: sql.sweeper,
             outbox: sql.outbox,
             limiter: sql_limiter.clone(),
+            events: sql.events,
         };
         let mut shared_limiter = sql_limiter;
         if let Some(url) = &settings.redis_url {

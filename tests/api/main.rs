@@ -1,3 +1,4 @@
+mod audit;
 mod bad_input;
 mod bounds;
 mod clients;
@@ -15,6 +16,8 @@ mod metrics;
 mod openapi;
 mod outages;
 mod outbox;
+mod password_policy;
+mod recovery;
 mod refresh;
 mod registration;
 mod response_headers;

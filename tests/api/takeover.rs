@@ -21,8 +21,9 @@ backend_tests!(
     registering_again_with_the_same_password_keeps_the_guides_body_working,
 );
 
-const OWNER_PASSWORD: &str = "owner password B";
-const SQUATTER_PASSWORD: &str = "squatter password A";
+// Neither is built from its registrant's name (the password policy refuses that).
+const OWNER_PASSWORD: &str = "the true holder B";
+const SQUATTER_PASSWORD: &str = "an intruding guess A";
 
 /// Two registrations of one pending address, in the given order; returns the address and the
 /// newest code (the one the owner reads last in their mailbox).

@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod codes;
+mod events;
 mod keys;
 mod limits;
 mod outbox;
@@ -29,8 +30,8 @@ pub use self::at_rest::RewrapCounts;
 use self::at_rest::SqlKeyStore;
 use super::limits::RateLimiter;
 use super::{
-    CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore, StoreResult,
-    Sweep, SweepCutoffs, UserStore, bounded,
+    AuthEventStore, CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore,
+    StoreResult, Sweep, SweepCutoffs, UserStore, bounded,
 };
 use crate::config::{DatabaseKind, Settings};
 
@@ -137,6 +138,7 @@ pub(crate) struct SqlHandles {
     /// The sealed tables themselves, for `keys rewrap`.
     pub sealed: Arc<SqlKeyStore>,
     store: Arc<SqlStore>,
+    pub events: Arc<dyn AuthEventStore>,
 }
 
 impl SqlHandles {
@@ -156,6 +158,7 @@ impl SqlHandles {
             sessions: store.clone(),
             ping: store.clone(),
             outbox: store.clone(),
+            events: store.clone(),
             sweeper: store.clone(),
             secrets: sealed.clone(),
             keys: sealed.clone(),
@@ -256,6 +259,8 @@ const SWEEP_LIMIT_HITS: &str = "DELETE FROM rate_limit_hits WHERE (name, id) IN 
      (SELECT name, id FROM rate_limit_hits WHERE expires_at <= $1 LIMIT $2)";
 const SWEEP_LIMIT_KEYS: &str = "DELETE FROM rate_limit_keys WHERE name IN \
      (SELECT name FROM rate_limit_keys WHERE expires_at <= $1 LIMIT $2)";
+const SWEEP_EVENTS: &str = "DELETE FROM auth_events WHERE id IN \
+     (SELECT id FROM auth_events WHERE created_at <= $1 LIMIT $2)";
 
 const SWEEP_OUTBOX: &str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
      WHERE status IN ('sent', 'dead', 'expired') AND updated_at <= $1 LIMIT $2)";
@@ -301,6 +306,7 @@ impl Sweep for SqlStore {
             (SWEEP_OUTBOX, cutoffs.outbox_finished_before),
             (SWEEP_LIMIT_HITS, cutoffs.now),
             (SWEEP_LIMIT_KEYS, cutoffs.now),
+            (SWEEP_EVENTS, cutoffs.events_before),
         ] {
             for _ in 0..MAX_SWEEP_BATCHES {
                 let deleted = bounded(self.timeout, "sweeping expired rows", async {

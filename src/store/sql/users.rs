@@ -4,12 +4,15 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::events::insert_event;
 use super::outbox::insert_mail;
 use super::{DbTime, SqlStore, sql, sql_tx};
 use crate::domain::{
-    EmailAddress, FullName, PasswordHash, PendingRegistration, User, UserId, UserStatus,
+    AuthEvent, EmailAddress, FullName, PasswordHash, PendingRegistration, User, UserId, UserStatus,
 };
-use crate::store::{Inserted, OutboxMail, StoreError, StoreResult, UserStore, bounded};
+use crate::store::{
+    Inserted, OutboxMail, PasswordChange, StoreError, StoreResult, UserStore, bounded,
+};
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -66,6 +69,15 @@ const ACTIVATE_USER: &str = "UPDATE users SET status = 'active', password_hash =
      full_name = $4, verified_at = $2, updated_at = $2 WHERE id = $1 AND status = 'pending' \
      AND EXISTS (SELECT 1 FROM pending_registrations WHERE user_id = $1 AND password_hash = $3)";
 const DROP_REGISTRATIONS: &str = "DELETE FROM pending_registrations WHERE user_id = $1";
+// The account row first: its lock orders this change against logins starting sessions.
+const SET_PASSWORD: &str = "UPDATE users SET password_hash = $2, updated_at = $3 \
+     WHERE id = $1 AND status = 'active'";
+// Every session not yet revoked, expired or idle ones included (revoking them costs nothing
+// and leaves no doubt), except the one kept ($4; the nil id keeps none).
+const END_SESSIONS: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
+     WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4";
+const UPGRADE_HASH: &str = "UPDATE users SET password_hash = $3, updated_at = $4 \
+     WHERE id = $1 AND password_hash = $2";
 
 #[derive(sqlx::FromRow)]
 struct RegistrationRow {
@@ -253,5 +265,67 @@ impl UserStore for SqlStore {
             Ok::<_, sqlx::Error>(true)
         })
         .await
+    }
+
+    async fn set_password(
+        &self,
+        change: &PasswordChange,
+        mail: &OutboxMail,
+        event: &AuthEvent,
+    ) -> StoreResult<Option<u64>> {
+        bounded(self.timeout, "setting password", async {
+            let mut tx = self.pool.begin().await?;
+            let updated = sql_tx!(&mut tx, |db| {
+                sqlx::query(SET_PASSWORD)
+                    .bind(change.user_id.0)
+                    .bind(change.password_hash.as_str())
+                    .bind(DbTime(change.now))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            if updated != 1 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let ended = sql_tx!(&mut tx, |db| {
+                sqlx::query(END_SESSIONS)
+                    .bind(change.user_id.0)
+                    .bind(DbTime(change.now))
+                    .bind(change.reason)
+                    .bind(change.keep.map_or(Uuid::nil(), |id| id.0))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            insert_mail(&mut tx, mail).await?;
+            insert_event(&mut tx, event).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some(ended))
+        })
+        .await
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let updated = bounded(self.timeout, "upgrading password hash", async {
+            sql!(&self.pool, |db| {
+                sqlx::query(UPGRADE_HASH)
+                    .bind(id.0)
+                    .bind(old.as_str())
+                    .bind(new.as_str())
+                    .bind(DbTime(now))
+                    .execute(db)
+                    .await
+                    .map(|done| done.rows_affected())
+            })
+        })
+        .await?;
+        Ok(updated == 1)
     }
 }

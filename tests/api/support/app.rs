@@ -8,7 +8,6 @@ use std::time::Duration;
 use aidlc_auth::app::{App, Overrides};
 use aidlc_auth::clock::ManualClock;
 use aidlc_auth::config::{Argon2Params, LogFormat, RuntimeSettings, Settings};
-use aidlc_auth::config::{Argon2Params, LogFormat, Settings};
 use aidlc_auth::domain::RateLimit;
 use aidlc_auth::email::EmailSender;
 use metrics_exporter_prometheus::PrometheusHandle;

@@ -37,6 +37,47 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
 }
 
+/// One audit row, every column as text.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuthEventRow {
+    /// Row id.
+    pub id: String,
+    /// The account's id (hex without dashes on SQLite), if known.
+    pub user_id: Option<String>,
+    /// What happened.
+    pub event: String,
+    /// success or failure.
+    pub outcome: String,
+    /// The client's address.
+    pub ip: Option<String>,
+    /// The client's User-Agent.
+    pub user_agent: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// When.
+    pub created_at: String,
+}
+
+impl AuthEventRow {
+    /// Every column joined, for searching.
+    pub fn raw(&self) -> String {
+        [
+            Some(self.id.as_str()),
+            self.user_id.as_deref(),
+            Some(self.event.as_str()),
+            Some(self.outcome.as_str()),
+            self.ip.as_deref(),
+            self.user_agent.as_deref(),
+            self.request_id.as_deref(),
+            Some(self.created_at.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("|")
+    }
+}
+
 /// A time as the app's SQLite rows hold it (fixed-width RFC 3339, so text order is time order).
 fn sqlite_time(t: OffsetDateTime) -> String {
     let fixed =
@@ -314,6 +355,62 @@ impl TestDatabase {
     /// The directory of the SQLite file (None on PostgreSQL).
     pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
         self.sqlite_dir.as_deref()
+    }
+
+    /// The stored password hash (PHC string) of the account at `email`.
+    pub async fn password_hash(&self, email: &str) -> String {
+        const SQL: &str = "SELECT password_hash FROM users WHERE email = $1";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let hash = sqlx::query_scalar(SQL)
+                    .bind(email)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                hash
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = self.postgres().await;
+                let hash = sqlx::query_scalar(SQL)
+                    .bind(email)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect(SQL);
+                let _ = conn.close().await;
+                hash
+            }
+        }
+    }
+
+    /// Every audit row, oldest first, each column as the database renders it as text.
+    pub async fn auth_event_rows(&self) -> Vec<AuthEventRow> {
+        // Every column, so a test searching the rows for a secret misses none.
+        const PG: &str = "SELECT id::text AS id, user_id::text AS user_id, event, outcome, ip, \
+             user_agent, request_id, created_at::text AS created_at FROM auth_events \
+             ORDER BY created_at, id";
+        const SQLITE: &str = "SELECT lower(hex(id)) AS id, \
+             CASE WHEN user_id IS NULL THEN NULL ELSE lower(hex(user_id)) END AS user_id, event, \
+             outcome, ip, user_agent, request_id, created_at FROM auth_events \
+             ORDER BY created_at, id";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let rows = sqlx::query_as(SQLITE)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect(SQLITE);
+                let _ = conn.close().await;
+                rows
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = self.postgres().await;
+                let rows = sqlx::query_as(PG).fetch_all(&mut conn).await.expect(PG);
+                let _ = conn.close().await;
+                rows
+            }
+        }
     }
 
     /// Drops the database, the Redis keys and the temp dir (best effort).

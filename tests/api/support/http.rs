@@ -138,7 +138,54 @@ impl TestApp {
         match purpose {
             CodePurpose::Registration => self.verify_registration(email, code).await,
             CodePurpose::Login => self.verify_login(email, code).await,
+            CodePurpose::PasswordReset => {
+                self.confirm_password_reset(email, code, "reset by verify_code")
+                    .await
+            }
         }
+    }
+
+    /// `POST /api/auth/password-reset`.
+    pub async fn request_password_reset(&self, email: &str) -> reqwest::Response {
+        self.post_json("/api/auth/password-reset", &json!({ "email": email }))
+            .await
+    }
+
+    /// `POST /api/auth/password-reset/confirm`.
+    pub async fn confirm_password_reset(
+        &self,
+        email: &str,
+        code: &str,
+        new_password: &str,
+    ) -> reqwest::Response {
+        self.post_json(
+            "/api/auth/password-reset/confirm",
+            &json!({ "email": email, "verification_code": code, "new_password": new_password }),
+        )
+        .await
+    }
+
+    /// `POST /api/auth/password` with the bearer `token`.
+    pub async fn change_password(
+        &self,
+        token: &str,
+        current_password: &str,
+        new_password: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/auth/password"))
+            .bearer_auth(token)
+            .json(&json!({ "current_password": current_password, "new_password": new_password }))
+            .send()
+            .await
+            .expect("POST failed")
+    }
+
+    /// `GET /api/auth/events` with the bearer `token` and the query string `query` (may be
+    /// empty).
+    pub async fn events(&self, token: &str, query: &str) -> reqwest::Response {
+        self.get_with_token(&format!("/api/auth/events{query}"), token)
+            .await
     }
 
     /// `POST /api/auth/resend-code`.

@@ -90,7 +90,8 @@ impl Mailbox {
             .collect()
     }
 
-    /// The codes sent to `to` for `purpose`, oldest first.
+    /// The codes sent to `to` for `purpose` (password-reset codes for `PasswordReset`),
+    /// oldest first.
     pub fn codes_for(&self, to: &str, purpose: CodePurpose) -> Vec<String> {
         self.sent_to(to)
             .into_iter()
@@ -98,9 +99,22 @@ impl Mailbox {
                 Message::VerificationCode {
                     purpose: p, code, ..
                 } if p == purpose => Some(code.expose().to_owned()),
+                Message::PasswordResetCode { code, .. }
+                    if purpose == CodePurpose::PasswordReset =>
+                {
+                    Some(code.expose().to_owned())
+                }
                 _ => None,
             })
             .collect()
+    }
+
+    /// How many "password changed" notices went to `to`.
+    pub fn password_changed_notices_for(&self, to: &str) -> usize {
+        self.sent_to(to)
+            .iter()
+            .filter(|e| matches!(e.message, Message::PasswordChanged))
+            .count()
     }
 
     /// The newest code sent to `to` for `purpose`; panics when there is none.
