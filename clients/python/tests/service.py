@@ -59,6 +59,9 @@ class Service:
             # Cheap hashing: the tests log in often and measure nothing about Argon2.
             "AIDLC_ARGON2_MEMORY_KIB": "1024",
             "AIDLC_ARGON2_ITERATIONS": "1",
+            # Every login comes from one address and one client IP.
+            "AIDLC_RATE_LIMIT_IP": "100000/1m",
+            "AIDLC_RATE_LIMIT_ADDRESS": "100000/1m",
             "AIDLC_LOG_FORMAT": "json",
             "RUST_LOG": "info",
             # Key changes made with `keys` reach the running process within a second.
