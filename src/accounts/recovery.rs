@@ -4,7 +4,7 @@
 
 use secrecy::SecretString;
 
-use super::{AccountError, Accounts, Authenticated, ClientInfo};
+use super::{AccountError, Accounts, Action, Authenticated, ClientInfo};
 use crate::domain::{
     AuthEventKind, AuthOutcome, CodePurpose, EmailAddress, OnMatch, OneTimeCode, Password,
     PasswordHash, SessionId, User, UserStatus,
@@ -25,6 +25,8 @@ impl Accounts {
         email: EmailAddress,
         client: ClientInfo,
     ) -> Result<(), AccountError> {
+        self.admit(Action::PasswordReset, &client, Some(&email))
+            .await?;
         let purpose = CodePurpose::PasswordReset;
         let sent = self
             .with_cooldown(&email, purpose, self.resend_code_claimed(&email, purpose))
@@ -60,6 +62,10 @@ impl Accounts {
         new_password: Password,
         client: ClientInfo,
     ) -> Result<(), AccountError> {
+        self.admit(Action::PasswordResetConfirm, &client, Some(&email))
+            .await?;
+        // A reset code is guessed from the same per-address budget as every other code.
+        let guess = self.take_guess(&email).await?;
         let purpose = CodePurpose::PasswordReset;
         let user = self
             .stores
@@ -74,6 +80,7 @@ impl Accounts {
         {
             return self.reset_failed(e, user_id, &client).await;
         }
+        self.give_back_guess(&email, &guess).await;
         // Only an active account is ever sent a reset code.
         let Some(user) = user else {
             return self
