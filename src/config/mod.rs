@@ -4,6 +4,7 @@
 //! `AIDLC_*`, and an unknown `AIDLC_*` variable is warned about (a typo is not silent).
 //! `aidlc-auth --help` lists them all.
 
+mod db_secret;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -18,8 +19,9 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use self::db_secret::DbSecret;
 pub use self::parse::parse;
-use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
+use self::parse::{db_secret, issuer, millis, off_or_seconds, seconds, secret};
 pub use self::url::redact_url;
 use crate::domain::Locale;
 
@@ -92,10 +94,15 @@ pub enum EmailTransport {
     /// Printed to the log (development; staging and production refuse it unless
     /// `AIDLC_ALLOW_LOG_EMAIL=true`): the one place a code is written out.
     Log,
-    /// SMTP to `AIDLC_SMTP_URL` (a mail provider, or SES through its SMTP endpoint). `ses`
-    /// through the AWS SDK is a later slice: a variant here and a sender in `email/`.
+    /// SMTP to `AIDLC_SMTP_URL` (a mail provider, or SES through its SMTP endpoint).
     Smtp,
+    /// Amazon SES v2 `SendEmail` through the AWS SDK (builds with `--features aws` only):
+    /// region and credentials from the standard AWS chain (the ECS task role).
+    Ses,
 }
+
+/// `DATABASE_URL` when it is not set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/aidlc-auth.db";
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
@@ -147,9 +154,22 @@ pub struct Settings {
     #[arg(long, env = "PORT", default_value_t = 8001)]
     pub port: u16,
     /// `postgres://user:pass@host:5432/db` (add `?sslmode=verify-full&sslrootcert=…` for RDS)
-    /// or `sqlite://path`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false)]
+    /// or `sqlite://path`. Read it through [`Settings::database_url_or_secret`]: it is not
+    /// used when `AIDLC_DB_SECRET` or `AIDLC_DB_SECRET_ARN` is set (both at once are refused).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = secret, hide_default_value = false)]
     pub database_url: SecretString,
+    /// The RDS secret's JSON (`username`, `password`, `host`, `port`, `dbname`, `engine`), as
+    /// ECS injects it: the PostgreSQL URL is built from it instead of `DATABASE_URL`.
+    #[arg(long, env = "AIDLC_DB_SECRET", value_parser = db_secret)]
+    pub db_secret: Option<DbSecret>,
+    /// (`--features aws`) ARN of the RDS secret in Secrets Manager: read at start-up, and read
+    /// again when PostgreSQL rejects the password (a rotation), instead of `DATABASE_URL`.
+    #[arg(long, env = "AIDLC_DB_SECRET_ARN")]
+    pub db_secret_arn: Option<String>,
+    /// (`--features aws`) ARN of the Secrets Manager secret holding the Redis AUTH token
+    /// (plain text, or JSON with a `token`/`password` field), read at start-up.
+    #[arg(long, env = "AIDLC_REDIS_AUTH_SECRET_ARN")]
+    pub redis_auth_secret_arn: Option<String>,
     /// `redis://host:6379` or `rediss://…`: codes and resend cooldowns live there when set,
     /// otherwise in the SQL database.
     #[arg(long, env = "REDIS_URL", value_parser = secret)]
@@ -190,7 +210,8 @@ pub struct Settings {
     /// Log line format (default: pretty in development, json in staging/production).
     #[arg(long, env = "AIDLC_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Mail transport: `log` prints to the log, `smtp` sends to `AIDLC_SMTP_URL`.
+    /// Mail transport: `log` prints to the log, `smtp` sends to `AIDLC_SMTP_URL`, `ses` to
+    /// Amazon SES (`--features aws`).
     #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log")]
     pub email_transport: EmailTransport,
     /// Lets staging/production start with the `log` mail transport (codes in the log).
@@ -346,8 +367,31 @@ impl Settings {
         }
     }
 
-    /// Which database `DATABASE_URL` names (validated: never None after `validate`).
+    /// The database URL the service connects to: built from `AIDLC_DB_SECRET` when that is
+    /// set, else `DATABASE_URL` (or its default). None with `AIDLC_DB_SECRET_ARN`: that URL is
+    /// known only once the secret is read.
+    pub fn database_url_or_secret(&self) -> Option<SecretString> {
+        if self.db_secret_arn.is_some() {
+            return None;
+        }
+        match &self.db_secret {
+            // Validated by the value parser: it builds.
+            Some(secret) => secret.url().ok(),
+            None => Some(self.database_url.clone()),
+        }
+    }
+
+    /// True when `DATABASE_URL` was given (not its default).
+    pub(crate) fn database_url_is_set(&self) -> bool {
+        self.database_url.expose_secret() != DEFAULT_DATABASE_URL
+    }
+
+    /// Which database the service uses (validated: never None after `validate`). A secret
+    /// (`AIDLC_DB_SECRET`, `AIDLC_DB_SECRET_ARN`) always names PostgreSQL.
     pub fn database_kind(&self) -> Option<DatabaseKind> {
+        if self.db_secret.is_some() || self.db_secret_arn.is_some() {
+            return Some(DatabaseKind::Postgres);
+        }
         DatabaseKind::from_url(self.database_url.expose_secret())
     }
 
@@ -366,6 +410,9 @@ impl fmt::Debug for Settings {
             .field("host", &self.host())
             .field("port", &self.port)
             .field("database_url", &url(&self.database_url))
+            .field("db_secret", &self.db_secret)
+            .field("db_secret_arn", &self.db_secret_arn)
+            .field("redis_auth_secret_arn", &self.redis_auth_secret_arn)
             .field("redis_url", &self.redis_url.as_ref().map(url))
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("allow_embedded_stores", &self.allow_embedded_stores)

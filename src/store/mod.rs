@@ -364,9 +364,11 @@ impl Stores {
         if let Some(url) = &settings.redis_url {
             let key_name_secret =
                 shared_secret(stores.secrets.as_ref(), clock, REDIS_KEY_SECRET_NAME).await?;
+            let auth_token = redis_auth_token(settings).await?;
             let redis = Arc::new(
                 redis::RedisStore::connect(
                     url,
+                    auth_token.as_ref(),
                     &settings.redis_key_prefix,
                     key_name_secret,
                     timeout,
@@ -378,6 +380,25 @@ impl Stores {
         }
         Ok(stores)
     }
+}
+
+/// The Redis AUTH token, when one is configured apart from `REDIS_URL`: (`--features aws`) the
+/// secret `AIDLC_REDIS_AUTH_SECRET_ARN` names, read once at start-up. It replaces a password
+/// in the URL.
+async fn redis_auth_token(settings: &Settings) -> anyhow::Result<Option<secrecy::SecretString>> {
+    #[cfg(feature = "aws")]
+    if let Some(arn) = &settings.redis_auth_secret_arn {
+        use secrecy::ExposeSecret;
+        let secrets = crate::aws::Secrets::new(&crate::aws::sdk_config(settings).await);
+        let value = secrets.read(arn).await?;
+        let token = crate::aws::redis_token(value.expose_secret())
+            .with_context(|| format!("reading the Redis AUTH token from {arn}"))?;
+        tracing::info!(secret = arn, "Redis AUTH token read from the secret");
+        return Ok(Some(token));
+    }
+    #[cfg(not(feature = "aws"))]
+    let _ = settings;
+    Ok(None)
 }
 
 /// Name of the shared secret that keys the address digests in Redis key names.

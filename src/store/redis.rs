@@ -73,15 +73,26 @@ fn millis_until(until: OffsetDateTime, now: OffsetDateTime) -> u64 {
 }
 
 impl RedisStore {
-    /// Connects (bounded by `timeout`) and checks the server answers.
+    /// Connects (bounded by `timeout`), with `auth_token` as the AUTH password when given, and
+    /// checks the server answers.
     pub(crate) async fn connect(
         url: &SecretString,
+        auth_token: Option<&SecretString>,
         prefix: &str,
         key_name_secret: Vec<u8>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let url = url.expose_secret();
-        let client = redis::Client::open(url)
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url)
+            .with_context(|| format!("REDIS_URL {} is not a valid Redis URL", redact_url(url)))?;
+        if let Some(token) = auth_token {
+            let auth = info
+                .redis_settings()
+                .clone()
+                .set_password(token.expose_secret());
+            info = info.set_redis_settings(auth);
+        }
+        let client = redis::Client::open(info)
             .with_context(|| format!("REDIS_URL {} is not a valid Redis URL", redact_url(url)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))

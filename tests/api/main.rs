@@ -1,7 +1,10 @@
+#[cfg(feature = "aws")]
+mod aws;
 mod bad_input;
 mod bounds;
 mod clients;
 mod cooldown;
+mod db_secret;
 mod discovery;
 mod durability;
 mod health;

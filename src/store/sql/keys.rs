@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{DbTime, SqlStore, sql, sql_tx};
-use crate::store::{KeyRevocation, KeyStore, StoreResult, StoredKey, bounded};
+use crate::store::{KeyRevocation, KeyStore, StoreResult, StoredKey};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -47,15 +47,16 @@ const NEWEST_KEY: &str =
 #[async_trait]
 impl KeyStore for SqlStore {
     async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>> {
-        let rows = bounded(self.timeout, "loading signing keys", async {
-            sql!(&self.pool, |db| {
-                sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
-                    .bind(DbTime(retired_after))
-                    .fetch_all(db)
-                    .await
+        let rows = self
+            .run("loading signing keys", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
+                        .bind(DbTime(retired_after))
+                        .fetch_all(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| StoredKey {
@@ -69,7 +70,7 @@ impl KeyStore for SqlStore {
     }
 
     async fn publish_next(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
-        bounded(self.timeout, "rotating signing key", async {
+        self.run("rotating signing key", move || async move {
             let mut tx = self.pool.begin().await?;
             if let Some(current) = current {
                 let retired = sql_tx!(&mut tx, |db| {
@@ -111,7 +112,7 @@ impl KeyStore for SqlStore {
         now: OffsetDateTime,
         replacement: &StoredKey,
     ) -> StoreResult<KeyRevocation> {
-        bounded(self.timeout, "revoking signing key", async {
+        self.run("revoking signing key", move || async move {
             let mut tx = self.pool.begin().await?;
             let revoked = sql_tx!(&mut tx, |db| {
                 sqlx::query(REVOKE_KEY)

@@ -14,11 +14,13 @@
 //! A server is a [`server::ServerSpec`]: a foreground command for a given port, a readiness
 //! probe and a stop signal; [`server::start`] runs it. One file per server (`postgres.rs`,
 //! `redis.rs`, `smtp.rs`: the SMTP catcher `tests/support/smtp_sink.py`, run by the venv's
-//! aiosmtpd): adding one (a local AWS `moto_server` from the venv) is a spec plus a `OnceLock`
-//! like [`postgres`], [`redis`] and [`smtp`]. Variants
+//! aiosmtpd; `moto.rs`: the local AWS, `moto.server` from the venv, with `--features aws`):
+//! adding one is a spec plus a `OnceLock` like [`postgres`], [`redis`] and [`smtp`]. Variants
 //! are options of the same spec: a TLS-only PostgreSQL is `-c ssl=on` with test-generated
 //! certificates and a `hostssl`-only `pg_hba.conf` written after `initdb`; a TLS Redis is
-//! `--tls-port` (with `--port 0`) and `--requirepass`, probed with `redis-cli --tls`.
+//! `--tls-port` (with `--port 0`) and `--requirepass`, probed with `redis-cli --tls`. Two
+//! such variants exist as constructors of their own: `postgres_scram.rs`, a second cluster
+//! that checks passwords (`scram-sha-256`), and `redis::redis_with_password`.
 //!
 //! `AIDLC_TEST_DATABASE_URL` / `AIDLC_TEST_REDIS_URL`, when set, name an existing server to
 //! use instead (e.g. `postgres://postgres@127.0.0.1:5432/postgres`, `redis://127.0.0.1:6379`).
@@ -27,12 +29,17 @@
 use std::fmt;
 use std::ops::Deref;
 
+#[cfg(feature = "aws")]
+pub mod moto;
 pub mod postgres;
+pub mod postgres_scram;
 pub mod redis;
 pub mod server;
 pub mod smtp;
 pub mod watchdog;
 
+#[cfg(feature = "aws")]
+pub use moto::moto;
 pub use postgres::postgres;
 pub use redis::redis;
 pub use server::fatal;
