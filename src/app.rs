@@ -60,6 +60,7 @@ impl App {
     /// Connects stores (running migrations), loads the shared code key, binds the port.
     /// `settings` are validated already (`Settings::from_vars`, or `main` after parsing).
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
+        install_crypto_provider();
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let metrics = match settings.runtime.metrics_addr {
             Some(addr) => {
@@ -280,6 +281,16 @@ impl App {
 /// mail sender marks the mail it has just sent).
 const LEAST_TASK_STOP: Duration = Duration::from_secs(1);
 
+/// Makes ring the process's rustls crypto provider, once; later calls change nothing. With
+/// `--features aws` the AWS SDK brings aws-lc-rs too, and every TLS client that asks rustls
+/// for "the" provider (sqlx, lettre, redis) panics while two are built in and none is chosen.
+/// `main` calls it first; [`App::build_with`] again, for processes that build the app
+/// in-process (the tests).
+pub fn install_crypto_provider() {
+    // Err only when a provider is installed already, which is the goal.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The configured mail transport. An SMTP server that fails its start-up check is only warned
 /// about (it may come up after us; each send reports its own failure).
 pub async fn mailer(settings: &Settings) -> anyhow::Result<Arc<dyn EmailSender>> {
@@ -304,6 +315,18 @@ pub async fn mailer(settings: &Settings) -> anyhow::Result<Arc<dyn EmailSender>>
         (EmailTransport::Smtp, None) => {
             anyhow::bail!("AIDLC_EMAIL_TRANSPORT=smtp needs AIDLC_SMTP_URL")
         }
+        #[cfg(feature = "aws")]
+        (EmailTransport::Ses, _) => {
+            let config = crate::aws::sdk_config(settings).await;
+            let ses = crate::email::SesSender::new(&config, &settings.email_from, templates)?;
+            ses.check().await;
+            Arc::new(ses)
+        }
+        // Settings::validate refuses this too.
+        #[cfg(not(feature = "aws"))]
+        (EmailTransport::Ses, _) => anyhow::bail!(
+            "AIDLC_EMAIL_TRANSPORT=ses needs a build with `cargo build --release --features aws`"
+        ),
     })
 }
 

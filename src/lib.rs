@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod app;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod clock;
 pub mod config;
 mod crypto;

@@ -76,6 +76,7 @@ enum KeysAction {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    app::install_crypto_provider();
     return_large_allocations_to_the_os();
     let cli: Cli = config::parse(Cli::command(), std::env::vars(), std::env::args_os())
         .unwrap_or_else(|e| e.exit());

@@ -4,6 +4,7 @@
 //! `AIDLC_*`, and an unknown `AIDLC_*` variable is warned about (a typo is not silent).
 //! `aidlc-auth --help` lists them all.
 
+mod db_secret;
 mod describe;
 mod parse;
 mod runtime;
@@ -22,9 +23,10 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use self::db_secret::DbSecret;
 pub use self::describe::{REQUIRED_WHEN_DEPLOYED, REQUIRED_WHEN_DEPLOYED_DATABASE, SettingInfo};
 pub use self::parse::parse;
-use self::parse::{issuer, millis, off_or_seconds, seconds, secret};
+use self::parse::{db_secret, issuer, millis, off_or_seconds, seconds, secret};
 pub use self::runtime::RuntimeSettings;
 pub use self::tls::{DatabaseCa, DatabaseTls};
 pub use self::url::redact_url;
@@ -99,10 +101,15 @@ pub enum EmailTransport {
     /// Printed to the log (development; staging and production refuse it unless
     /// `AIDLC_ALLOW_LOG_EMAIL=true`): the one place a code is written out.
     Log,
-    /// SMTP to `AIDLC_SMTP_URL` (a mail provider, or SES through its SMTP endpoint). `ses`
-    /// through the AWS SDK is a later slice: a variant here and a sender in `email/`.
+    /// SMTP to `AIDLC_SMTP_URL` (a mail provider, or SES through its SMTP endpoint).
     Smtp,
+    /// Amazon SES v2 `SendEmail` through the AWS SDK (builds with `--features aws` only):
+    /// region and credentials from the standard AWS chain (the ECS task role).
+    Ses,
 }
+
+/// `DATABASE_URL` when it is not set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/aidlc-auth.db";
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
@@ -154,9 +161,23 @@ pub struct Settings {
     #[arg(long, env = "PORT", default_value_t = 8001)]
     pub port: u16,
     /// `postgres://user:pass@host:5432/db` or `sqlite://path` (TLS: `AIDLC_DATABASE_TLS`, or
-    /// `sslmode`/`sslrootcert` in the URL).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/aidlc-auth.db", value_parser = secret, hide_default_value = false, help_heading = REQUIRED_WHEN_DEPLOYED_DATABASE)]
+    /// `sslmode`/`sslrootcert` in the URL). Read it through [`Settings::database_url_or_secret`]:
+    /// it is not used when `AIDLC_DB_SECRET` or `AIDLC_DB_SECRET_ARN` is set (both at once are
+    /// refused).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = secret, hide_default_value = false, help_heading = REQUIRED_WHEN_DEPLOYED_DATABASE)]
     pub database_url: SecretString,
+    /// The RDS secret's JSON (`username`, `password`, `host`, `port`, `dbname`, `engine`), as
+    /// ECS injects it: the PostgreSQL URL is built from it instead of `DATABASE_URL`.
+    #[arg(long, env = "AIDLC_DB_SECRET", value_parser = db_secret, help_heading = REQUIRED_WHEN_DEPLOYED_DATABASE)]
+    pub db_secret: Option<DbSecret>,
+    /// (`--features aws`) ARN of the RDS secret in Secrets Manager: read at start-up, and read
+    /// again when PostgreSQL rejects the password (a rotation), instead of `DATABASE_URL`.
+    #[arg(long, env = "AIDLC_DB_SECRET_ARN", help_heading = REQUIRED_WHEN_DEPLOYED_DATABASE)]
+    pub db_secret_arn: Option<String>,
+    /// (`--features aws`) ARN of the Secrets Manager secret holding the Redis AUTH token
+    /// (plain text, or JSON with a `token`/`password` field), read at start-up.
+    #[arg(long, env = "AIDLC_REDIS_AUTH_SECRET_ARN")]
+    pub redis_auth_secret_arn: Option<String>,
     /// TLS to PostgreSQL: disable | prefer | require | verify-ca | verify-full (default: the
     /// URL's `sslmode` if any, else `prefer` in development and `verify-full` in
     /// staging/production). Overrides the URL's `sslmode`.
@@ -225,7 +246,8 @@ pub struct Settings {
     /// Log line format (default: pretty in development, json in staging/production).
     #[arg(long, env = "AIDLC_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Mail transport: `log` prints to the log, `smtp` sends to `AIDLC_SMTP_URL`.
+    /// Mail transport: `log` prints to the log, `smtp` sends to `AIDLC_SMTP_URL`, `ses` to
+    /// Amazon SES (`--features aws`).
     #[arg(long, env = "AIDLC_EMAIL_TRANSPORT", default_value = "log", help_heading = REQUIRED_WHEN_DEPLOYED)]
     pub email_transport: EmailTransport,
     /// Lets staging/production start with the `log` mail transport (codes in the log).
@@ -417,8 +439,31 @@ impl Settings {
         }
     }
 
-    /// Which database `DATABASE_URL` names (validated: never None after `validate`).
+    /// The database URL the service connects to: built from `AIDLC_DB_SECRET` when that is
+    /// set, else `DATABASE_URL` (or its default). None with `AIDLC_DB_SECRET_ARN`: that URL is
+    /// known only once the secret is read.
+    pub fn database_url_or_secret(&self) -> Option<SecretString> {
+        if self.db_secret_arn.is_some() {
+            return None;
+        }
+        match &self.db_secret {
+            // Validated by the value parser: it builds.
+            Some(secret) => secret.url().ok(),
+            None => Some(self.database_url.clone()),
+        }
+    }
+
+    /// True when `DATABASE_URL` was given (not its default).
+    pub(crate) fn database_url_is_set(&self) -> bool {
+        self.database_url.expose_secret() != DEFAULT_DATABASE_URL
+    }
+
+    /// Which database the service uses (validated: never None after `validate`). A secret
+    /// (`AIDLC_DB_SECRET`, `AIDLC_DB_SECRET_ARN`) always names PostgreSQL.
     pub fn database_kind(&self) -> Option<DatabaseKind> {
+        if self.db_secret.is_some() || self.db_secret_arn.is_some() {
+            return Some(DatabaseKind::Postgres);
+        }
         DatabaseKind::from_url(self.database_url.expose_secret())
     }
 
@@ -445,6 +490,9 @@ impl fmt::Debug for Settings {
             .field("database_tls", &self.database_tls())
             .field("database_ca", &self.database_ca())
             .field("allow_weak_database_tls", &self.allow_weak_database_tls)
+            .field("db_secret", &self.db_secret)
+            .field("db_secret_arn", &self.db_secret_arn)
+            .field("redis_auth_secret_arn", &self.redis_auth_secret_arn)
             .field("redis_url", &self.redis_url.as_ref().map(url))
             .field(
                 "redis_auth_token",

@@ -9,7 +9,7 @@ use clap::FromArgMatches;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use secrecy::SecretString;
 
-use super::OffOrSeconds;
+use super::{DbSecret, OffOrSeconds};
 
 /// Parses `args` with `command` (which flattens [`Settings`]). Each setting's variable in
 /// `vars` stands for its flag, placed before `args` so a flag given there wins; variables that
@@ -71,6 +71,11 @@ fn name_the_variable(e: clap::Error, command: &clap::Command) -> clap::Error {
     else {
         return e;
     };
+    if SECRET_VARIABLES.contains(&env) {
+        // A secret's value is never echoed: the parser's reason says what is wrong with it.
+        let why = std::error::Error::source(&e).map_or_else(String::new, ToString::to_string);
+        return clap::Error::raw(e.kind(), format!("{env} (--{long}) {why}\n"));
+    }
     let value = match e.get(ContextKind::InvalidValue) {
         Some(ContextValue::String(v)) => v.clone(),
         _ => String::new(),
@@ -101,6 +106,14 @@ pub(super) fn off_or_seconds(raw: &str) -> Result<OffOrSeconds, String> {
 
 pub(super) fn secret(raw: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(raw.trim().to_owned()))
+}
+
+/// Settings whose value is a secret parsed into a type: an error names the problem, never
+/// the value.
+const SECRET_VARIABLES: &[&str] = &["AIDLC_DB_SECRET"];
+
+pub(super) fn db_secret(raw: &str) -> Result<DbSecret, String> {
+    DbSecret::parse(raw.trim())
 }
 
 pub(super) fn issuer(raw: &str) -> Result<String, String> {

@@ -456,3 +456,76 @@ fn shutdown_metrics_and_cors_defaults_and_bounds() {
         );
     }
 }
+
+const RDS_SECRET: &str = r#"{"username":"aidlc","password":"hunter2@x","engine":"postgres","host":"db.internal","port":5432,"dbname":"aidlc_auth"}"#;
+
+#[test]
+fn the_database_url_comes_from_the_injected_secret_and_never_shows_its_password() {
+    let s = Settings::from_vars(vars(&[("AIDLC_DB_SECRET", RDS_SECRET)])).unwrap();
+    assert_eq!(s.database_kind(), Some(DatabaseKind::Postgres));
+    let url = s.database_url_or_secret().unwrap();
+    assert_eq!(
+        url.expose_secret(),
+        "postgres://aidlc:hunter2%40x@db.internal:5432/aidlc_auth"
+    );
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn a_malformed_secret_is_refused_without_echoing_it() {
+    let err = Settings::from_vars(vars(&[(
+        "AIDLC_DB_SECRET",
+        r#"{"username":"aidlc","password":"hunter2""#,
+    )]))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("AIDLC_DB_SECRET"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn two_sources_for_the_database_are_refused_as_ambiguous() {
+    for extra in [
+        ("DATABASE_URL", "postgres://u:p@db/aidlc_auth"),
+        (
+            "AIDLC_DB_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        ),
+    ] {
+        let err = Settings::from_vars(vars(&[("AIDLC_DB_SECRET", RDS_SECRET), extra]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only one of"), "{err}");
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+#[test]
+fn without_the_aws_feature_ses_and_secret_arns_say_how_to_build() {
+    for pair in [
+        ("AIDLC_EMAIL_TRANSPORT", "ses"),
+        (
+            "AIDLC_DB_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        ),
+    ] {
+        let err = Settings::from_vars(vars(&[pair])).unwrap_err().to_string();
+        assert!(err.contains("--features aws"), "{err}");
+    }
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn with_the_aws_feature_ses_and_a_secret_arn_are_accepted() {
+    let s = Settings::from_vars(vars(&[
+        ("AIDLC_EMAIL_TRANSPORT", "ses"),
+        (
+            "AIDLC_DB_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(s.email_transport, EmailTransport::Ses);
+    assert_eq!(s.database_kind(), Some(DatabaseKind::Postgres));
+}

@@ -48,6 +48,7 @@ impl Settings {
         {
             return refuse("AIDLC_INTROSPECTION_SECRET must have at least 16 characters");
         }
+        self.validate_secrets()?;
         if self.database_kind().is_none() {
             return refuse("DATABASE_URL must start with postgres://, postgresql:// or sqlite:");
         }
@@ -121,6 +122,47 @@ impl Settings {
         Ok(())
     }
 
+    /// Where credentials come from: one source for the database (which of two is meant would
+    /// be a guess), and the Secrets Manager settings only in a build that can read them.
+    fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let refuse = |rule: &str| Err(ConfigError(rule.to_owned()));
+        let sources = [
+            self.database_url_is_set(),
+            self.db_secret.is_some(),
+            self.db_secret_arn.is_some(),
+        ];
+        if sources.into_iter().filter(|set| *set).count() > 1 {
+            return refuse(
+                "set only one of DATABASE_URL, AIDLC_DB_SECRET and AIDLC_DB_SECRET_ARN: \
+                 which one is meant would be a guess",
+            );
+        }
+        if self.redis_auth_secret_arn.is_some() && self.redis_url.is_none() {
+            return refuse("AIDLC_REDIS_AUTH_SECRET_ARN needs REDIS_URL");
+        }
+        if !cfg!(feature = "aws") {
+            for (set, name) in [
+                (self.db_secret_arn.is_some(), "AIDLC_DB_SECRET_ARN"),
+                (
+                    self.redis_auth_secret_arn.is_some(),
+                    "AIDLC_REDIS_AUTH_SECRET_ARN",
+                ),
+                (
+                    self.email_transport == EmailTransport::Ses,
+                    "AIDLC_EMAIL_TRANSPORT=ses",
+                ),
+            ] {
+                if set {
+                    return Err(ConfigError(format!(
+                        "{name} needs the AWS SDK, which this build left out: build with \
+                         `cargo build --release --features aws`"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The mail transport's rules: `smtp` needs a URL lettre can read; deployed environments
     /// refuse `log` (it writes codes to the log) unless explicitly allowed.
     fn validate_mail(&self) -> Result<(), ConfigError> {
@@ -145,8 +187,8 @@ impl Settings {
             EmailTransport::Log if self.environment.is_deployed() && !self.allow_log_email => {
                 Err(ConfigError(
                     "refusing to start: the log mail transport writes codes to the log; set \
-                     AIDLC_EMAIL_TRANSPORT=smtp (with AIDLC_SMTP_URL), or AIDLC_ALLOW_LOG_EMAIL=true \
-                     to accept that"
+                     AIDLC_EMAIL_TRANSPORT=smtp (with AIDLC_SMTP_URL) or ses, or \
+                     AIDLC_ALLOW_LOG_EMAIL=true to accept that"
                         .to_owned(),
                 ))
             }

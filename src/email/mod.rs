@@ -1,10 +1,12 @@
 //! Outgoing mail: what we send (`Email`), how it reads (`templates`), the `EmailSender`
-//! seam that transports implement (`log` for development, `smtp`; `ses` is a later slice), and
+//! seam that transports implement (`log` for development, `smtp`, `ses` with `--features aws`), and
 //! the outbox that carries each mail from the transaction that causes it to its transport.
 
 mod dispatch;
 mod log;
 mod outbox;
+#[cfg(feature = "aws")]
+mod ses;
 mod smtp;
 mod templates;
 
@@ -16,6 +18,8 @@ use time::OffsetDateTime;
 pub use self::dispatch::{DispatchConfig, Dispatcher};
 pub use self::log::LogSender;
 pub use self::outbox::{Outbox, UnreadableMail};
+#[cfg(feature = "aws")]
+pub use self::ses::{SesFailure, SesSender};
 pub use self::smtp::SmtpSender;
 pub use self::templates::{RenderError, Rendered, Templates};
 use crate::domain::{CodePurpose, EmailAddress, FullName, Locale, OneTimeCode};
@@ -120,8 +124,13 @@ pub struct SendError(pub anyhow::Error);
 impl SendError {
     /// True when trying again cannot help: the server refused the message or its recipient
     /// for good (SMTP 5xx), or it could not be built. Timeouts, refused connections and 4xx
-    /// answers are transient. (For the outbox: permanent means dead, transient means retry.)
+    /// answers are transient; SES answers are sorted by `SesFailure::is_permanent`. (For the
+    /// outbox: permanent means dead, transient means retry.)
     pub fn is_permanent(&self) -> bool {
+        #[cfg(feature = "aws")]
+        if let Some(ses) = self.0.downcast_ref::<SesFailure>() {
+            return ses.is_permanent();
+        }
         if let Some(smtp) = self.0.downcast_ref::<lettre::transport::smtp::Error>() {
             return smtp.is_permanent();
         }
@@ -134,7 +143,7 @@ impl SendError {
     }
 }
 
-/// A mail transport: `log`, `smtp` (and `ses` later). The outbox's sender calls the
+/// A mail transport: `log`, `smtp` or `ses`. The outbox's sender calls the
 /// configured one for each due row.
 #[async_trait]
 pub trait EmailSender: Send + Sync {

@@ -444,10 +444,12 @@ impl Stores {
         };
         let mut shared_limiter = sql_limiter;
         if let Some(url) = &settings.redis_url {
+            // A token read from Secrets Manager (`--features aws`), else AIDLC_REDIS_AUTH_TOKEN.
+            let auth_token = redis_auth_token(settings).await?;
             let redis = Arc::new(
                 redis::RedisStore::connect(
                     url,
-                    settings.redis_auth_token.as_ref(),
+                    auth_token.as_ref().or(settings.redis_auth_token.as_ref()),
                     settings.redis_ca_file.as_deref(),
                     &settings.redis_key_prefix,
                     key_name_secret.clone(),
@@ -470,6 +472,25 @@ impl Stores {
 /// Name of the shared secret that keys the address digests in Redis key names and in the
 /// names of rate-limit counters (its name predates the counters).
 const KEY_NAME_SECRET_NAME: &str = "redis-key-name-key";
+
+/// The Redis AUTH token, when one is configured apart from `REDIS_URL`: (`--features aws`) the
+/// secret `AIDLC_REDIS_AUTH_SECRET_ARN` names, read once at start-up. It replaces a password
+/// in the URL.
+async fn redis_auth_token(settings: &Settings) -> anyhow::Result<Option<secrecy::SecretString>> {
+    #[cfg(feature = "aws")]
+    if let Some(arn) = &settings.redis_auth_secret_arn {
+        use secrecy::ExposeSecret;
+        let secrets = crate::aws::Secrets::new(&crate::aws::sdk_config(settings).await);
+        let value = secrets.read(arn).await?;
+        let token = crate::aws::redis_token(value.expose_secret())
+            .with_context(|| format!("reading the Redis AUTH token from {arn}"))?;
+        tracing::info!(secret = arn, "Redis AUTH token read from the secret");
+        return Ok(Some(token));
+    }
+    #[cfg(not(feature = "aws"))]
+    let _ = settings;
+    Ok(None)
+}
 
 /// A 32-byte secret shared by every instance through the database, created on first start.
 pub async fn shared_secret(

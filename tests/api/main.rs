@@ -1,8 +1,11 @@
 mod audit;
+#[cfg(feature = "aws")]
+mod aws;
 mod bad_input;
 mod bounds;
 mod clients;
 mod cooldown;
+mod db_secret;
 mod discovery;
 mod durability;
 mod health;

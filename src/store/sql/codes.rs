@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{DbTime, SqlStore, remaining, sql};
 use crate::domain::{CodeDecision, CodePurpose, EmailAddress, OnMatch, judge_code_try};
-use crate::store::{CodeCheck, CodeStore, Cooldown, StoreResult, StoredCode, bounded};
+use crate::store::{CodeCheck, CodeStore, Cooldown, StoreResult, StoredCode};
 
 const PUT_CODE: &str = "INSERT INTO verification_codes (email, purpose, code_hash, attempts, \
      expires_at, created_at) VALUES ($1, $2, $3, 0, $4, $5) \
@@ -43,7 +43,7 @@ impl CodeStore for SqlStore {
         on_match: OnMatch,
     ) -> StoreResult<CodeCheck> {
         let max = i32::try_from(max_attempts).unwrap_or(i32::MAX);
-        bounded(self.timeout, "checking code", async {
+        self.run("checking code", move || async move {
             let claimed: Option<(String, i32)> = sql!(&self.pool, |db| {
                 sqlx::query_as(CLAIM_TRY)
                     .bind(email.as_str())
@@ -100,7 +100,7 @@ impl CodeStore for SqlStore {
         purpose: CodePurpose,
         code: &StoredCode,
     ) -> StoreResult<()> {
-        bounded(self.timeout, "storing code", async {
+        self.run("storing code", move || async move {
             sql!(&self.pool, |db| {
                 sqlx::query(PUT_CODE)
                     .bind(email.as_str())
@@ -123,7 +123,7 @@ impl CodeStore for SqlStore {
         now: OffsetDateTime,
         length: Duration,
     ) -> StoreResult<Cooldown> {
-        bounded(self.timeout, "starting resend cooldown", async {
+        self.run("starting resend cooldown", move || async move {
             let started = sql!(&self.pool, |db| {
                 sqlx::query(START_COOLDOWN)
                     .bind(email.as_str())
@@ -152,7 +152,7 @@ impl CodeStore for SqlStore {
     }
 
     async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()> {
-        bounded(self.timeout, "clearing resend cooldown", async {
+        self.run("clearing resend cooldown", move || async move {
             sql!(&self.pool, |db| {
                 sqlx::query(CLEAR_COOLDOWN)
                     .bind(email.as_str())

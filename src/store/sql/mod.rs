@@ -9,11 +9,14 @@ mod keys;
 mod limits;
 mod outbox;
 mod postgres;
+#[cfg(feature = "aws")]
+mod rotation;
 mod secrets;
 mod sessions;
 mod sqlite;
 mod users;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ use self::at_rest::SqlKeyStore;
 use super::limits::RateLimiter;
 use super::{
     AuthEventStore, CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore,
-    StoreResult, Sweep, SweepCutoffs, UserStore, bounded,
+    StoreError, StoreResult, Sweep, SweepCutoffs, UserStore, bounded,
 };
 use crate::config::{DatabaseKind, Settings};
 
@@ -123,6 +126,59 @@ use {sql, sql_tx};
 pub(crate) struct SqlStore {
     pub(crate) pool: SqlPool,
     pub(crate) timeout: Duration,
+    /// Fresh credentials for when PostgreSQL rejects the password (a rotated secret).
+    pub(crate) reauth: Option<Arc<dyn Reauthenticate>>,
+}
+
+/// Installs fresh database credentials in the pool when the server rejected the password.
+#[async_trait]
+pub(crate) trait Reauthenticate: Send + Sync {
+    /// True when the pool has credentials worth one more try (new ones, or ones installed by
+    /// another caller a moment ago).
+    async fn reauthenticate(&self) -> bool;
+}
+
+/// SQLSTATE `invalid_password`: PostgreSQL rejected the credentials while connecting.
+const INVALID_PASSWORD: &str = "28P01";
+
+/// True when `e` (anywhere in its chain) is PostgreSQL rejecting the password.
+fn is_rejected_password(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Database(db)) if db.code().as_deref() == Some(INVALID_PASSWORD)
+        )
+    })
+}
+
+impl SqlStore {
+    /// Runs `op` under the dependency timeout like [`bounded`]. When PostgreSQL rejected the
+    /// password, `op` ran nothing on that connection (authentication comes first): the
+    /// credentials are read again and `op` runs once more, so the request that meets a rotated
+    /// password is the one that picks up the new one.
+    pub(crate) async fn run<T, E, F>(
+        &self,
+        what: &'static str,
+        op: impl Fn() -> F,
+    ) -> StoreResult<T>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        match bounded(self.timeout, what, op()).await {
+            Err(StoreError::Unavailable(e)) if is_rejected_password(&e) => {
+                let Some(reauth) = &self.reauth else {
+                    return Err(StoreError::Unavailable(e));
+                };
+                if reauth.reauthenticate().await {
+                    bounded(self.timeout, what, op()).await
+                } else {
+                    Err(StoreError::Unavailable(e))
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// The SQL stores as trait objects.
@@ -277,7 +333,7 @@ pub(crate) fn remaining(until: OffsetDateTime, now: OffsetDateTime) -> Duration 
 #[async_trait]
 impl Ping for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        bounded(self.timeout, "pinging database", async {
+        self.run("pinging database", move || async move {
             sql!(&self.pool, |db| {
                 sqlx::query("SELECT 1").execute(db).await.map(drop)
             })
@@ -309,17 +365,18 @@ impl Sweep for SqlStore {
             (SWEEP_EVENTS, cutoffs.events_before),
         ] {
             for _ in 0..MAX_SWEEP_BATCHES {
-                let deleted = bounded(self.timeout, "sweeping expired rows", async {
-                    sql!(&self.pool, |db| {
-                        sqlx::query(statement)
-                            .bind(DbTime(cutoff))
-                            .bind(i64::from(SWEEP_BATCH))
-                            .execute(db)
-                            .await
-                            .map(|done| done.rows_affected())
+                let deleted = self
+                    .run("sweeping expired rows", move || async move {
+                        sql!(&self.pool, |db| {
+                            sqlx::query(statement)
+                                .bind(DbTime(cutoff))
+                                .bind(i64::from(SWEEP_BATCH))
+                                .execute(db)
+                                .await
+                                .map(|done| done.rows_affected())
+                        })
                     })
-                })
-                .await?;
+                    .await?;
                 removed += deleted;
                 if deleted < u64::from(SWEEP_BATCH) {
                     break;

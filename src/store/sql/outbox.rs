@@ -5,9 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DbTime, SqlPool, SqlStore, SqlTx, remaining, sql, sql_tx};
-use crate::store::{
-    ClaimedMail, OutboxCounts, OutboxMail, OutboxStore, StoreError, StoreResult, bounded,
-};
+use crate::store::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore, StoreError, StoreResult};
 
 const INSERT_MAIL: &str = "INSERT INTO outbox (id, kind, recipient, name, locale, \
      valid_for_secs, payload, key_id, status, attempts, next_attempt_at, expires_at, \
@@ -153,7 +151,7 @@ impl SqlStore {
         times: [Option<DbTime>; 2],
         error: Option<&str>,
     ) -> StoreResult<bool> {
-        bounded(self.timeout, what, async {
+        self.run(what, move || async move {
             sql!(&self.pool, |db| {
                 let mut query = sqlx::query(statement).bind(id).bind(owner);
                 // Each statement's parameters in order: an optional time, an optional error, a time.
@@ -179,7 +177,7 @@ impl SqlStore {
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn enqueue(&self, mail: &OutboxMail) -> StoreResult<()> {
-        bounded(self.timeout, "queueing mail", async {
+        self.run("queueing mail", move || async move {
             let mut tx = self.pool.begin().await?;
             insert_mail(&mut tx, mail).await?;
             tx.commit().await
@@ -188,7 +186,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn expire(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        bounded(self.timeout, "expiring outbox rows", async {
+        self.run("expiring outbox rows", move || async move {
             sql!(&self.pool, |db| {
                 sqlx::query(EXPIRE)
                     .bind(DbTime(now))
@@ -211,18 +209,19 @@ impl OutboxStore for SqlStore {
             SqlPool::Postgres(_) => CLAIM_POSTGRES,
             SqlPool::Sqlite(_) => CLAIM_SQLITE,
         };
-        let rows = bounded(self.timeout, "claiming outbox rows", async {
-            sql!(&self.pool, |db| {
-                sqlx::query_as::<_, ClaimedRow>(statement)
-                    .bind(owner)
-                    .bind(DbTime(now))
-                    .bind(DbTime(lease_until))
-                    .bind(i64::from(limit))
-                    .fetch_all(db)
-                    .await
+        let rows = self
+            .run("claiming outbox rows", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, ClaimedRow>(statement)
+                        .bind(owner)
+                        .bind(DbTime(now))
+                        .bind(DbTime(lease_until))
+                        .bind(i64::from(limit))
+                        .fetch_all(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         let mut claimed = rows
             .into_iter()
             .map(ClaimedMail::try_from)
@@ -283,20 +282,21 @@ impl OutboxStore for SqlStore {
     }
 
     async fn counts(&self, now: OffsetDateTime) -> StoreResult<OutboxCounts> {
-        let (rows, oldest) = bounded(self.timeout, "counting outbox rows", async {
-            let rows = sql!(&self.pool, |db| {
-                sqlx::query_as::<_, (String, i64)>(COUNTS)
-                    .fetch_all(db)
-                    .await
-            })?;
-            let oldest = sql!(&self.pool, |db| {
-                sqlx::query_scalar::<_, Option<DbTime>>(OLDEST_QUEUED)
-                    .fetch_one(db)
-                    .await
-            })?;
-            Ok::<_, sqlx::Error>((rows, oldest))
-        })
-        .await?;
+        let (rows, oldest) = self
+            .run("counting outbox rows", move || async move {
+                let rows = sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, (String, i64)>(COUNTS)
+                        .fetch_all(db)
+                        .await
+                })?;
+                let oldest = sql!(&self.pool, |db| {
+                    sqlx::query_scalar::<_, Option<DbTime>>(OLDEST_QUEUED)
+                        .fetch_one(db)
+                        .await
+                })?;
+                Ok::<_, sqlx::Error>((rows, oldest))
+            })
+            .await?;
         let mut counts = OutboxCounts {
             oldest_queued: oldest.map(|t| remaining(now, t.0)),
             ..OutboxCounts::default()
@@ -316,7 +316,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn retry_dead(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        bounded(self.timeout, "queueing dead mail again", async {
+        self.run("queueing dead mail again", move || async move {
             sql!(&self.pool, |db| {
                 sqlx::query(RETRY_DEAD)
                     .bind(DbTime(now))

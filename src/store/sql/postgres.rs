@@ -1,17 +1,19 @@
-//! PostgreSQL: pool, TLS, statement timeout, migrations.
+//! PostgreSQL: pool, TLS, statement timeout, migrations; the URL from `DATABASE_URL` or an RDS
+//! secret.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use super::{SqlPool, SqlStore};
 use crate::config::{DatabaseCa, DatabaseTls, Settings, redact_url};
 
-/// Connects, checks the server answers, and applies `migrations/postgres`.
+/// Connects, checks the server answers, and applies `migrations/postgres`. With
+/// `AIDLC_DB_SECRET_ARN` the pool reads that secret again when the password is rejected.
 pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
-    let url = settings.database_url.expose_secret();
     let timeout = settings.dependency_timeout;
     let tls = settings.database_tls();
     if settings.weak_database_tls() {
@@ -22,14 +24,9 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
              verified, so a network attacker could read or change what the service stores"
         );
     }
-    // The server abandons a statement a little after we stop waiting for it, so a hung
-    // query does not hold a pooled connection forever.
-    let statement_timeout_ms = timeout.as_millis().saturating_mul(2).to_string();
-    let options = PgConnectOptions::from_str(url)
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?
-        .application_name("aidlc-auth")
-        .options([("statement_timeout", statement_timeout_ms.as_str())]);
-    let options = with_tls(options, tls, &settings.database_ca())?;
+    let url = database_url(settings).await?;
+    let options = connect_options(&url, timeout, tls, &settings.database_ca())?;
+    let url = url.expose_secret();
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .min_connections(1)
@@ -50,6 +47,7 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
         .context("applying PostgreSQL migrations")?;
     tracing::info!(database = %redact_url(url), database_tls = tls.as_str(), "DB connection URL created: PostgreSQL connected and migrated");
     Ok(SqlStore {
+        reauth: reauthentication(settings, &pool).await,
         pool: SqlPool::Postgres(pool),
         timeout,
     })
@@ -110,4 +108,65 @@ fn explain(error: sqlx::Error, tls: DatabaseTls) -> anyhow::Error {
         Some(hint) => anyhow::Error::new(error).context(hint),
         None => error.into(),
     }
+}
+
+/// The pool's options for `url`: the service's name, a statement timeout, and TLS.
+pub(super) fn connect_options(
+    url: &SecretString,
+    timeout: Duration,
+    tls: DatabaseTls,
+    ca: &DatabaseCa,
+) -> anyhow::Result<PgConnectOptions> {
+    // The server abandons a statement a little after we stop waiting for it, so a hung
+    // query does not hold a pooled connection forever.
+    let statement_timeout_ms = timeout.as_millis().saturating_mul(2).to_string();
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        .application_name("aidlc-auth")
+        .options([("statement_timeout", statement_timeout_ms.as_str())]);
+    with_tls(options, tls, ca)
+}
+
+/// `DATABASE_URL`, or the URL built from the RDS secret (`AIDLC_DB_SECRET`, or read from
+/// `AIDLC_DB_SECRET_ARN`).
+async fn database_url(settings: &Settings) -> anyhow::Result<SecretString> {
+    #[cfg(feature = "aws")]
+    if let Some(arn) = &settings.db_secret_arn {
+        let secrets = crate::aws::Secrets::new(&crate::aws::sdk_config(settings).await);
+        return super::rotation::read_url(&secrets, arn).await;
+    }
+    let url = settings
+        .database_url_or_secret()
+        .context("AIDLC_DB_SECRET_ARN needs a build with `--features aws`")?;
+    if settings.db_secret.is_some() {
+        tracing::info!(database = %redact_url(url.expose_secret()), "database URL built from the secret");
+    }
+    Ok(url)
+}
+
+/// What re-reads the credentials when PostgreSQL rejects them: the secret named by
+/// `AIDLC_DB_SECRET_ARN`, if any. (A URL or an injected secret cannot change under us.)
+#[cfg(feature = "aws")]
+async fn reauthentication(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+) -> Option<std::sync::Arc<dyn super::Reauthenticate>> {
+    let arn = settings.db_secret_arn.as_ref()?;
+    let secrets = crate::aws::Secrets::new(&crate::aws::sdk_config(settings).await);
+    Some(std::sync::Arc::new(super::rotation::RotatingSecret::new(
+        secrets,
+        arn.clone(),
+        pool.clone(),
+        settings.dependency_timeout,
+        settings.database_tls(),
+        settings.database_ca(),
+    )))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn reauthentication(
+    _settings: &Settings,
+    _pool: &sqlx::PgPool,
+) -> Option<std::sync::Arc<dyn super::Reauthenticate>> {
+    None
 }

@@ -9,7 +9,7 @@ use crate::domain::{
     NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
     UserId, judge_refresh,
 };
-use crate::store::{SessionStore, StoreResult, bounded};
+use crate::store::{SessionStore, StoreResult};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -84,7 +84,7 @@ impl SessionStore for SqlStore {
         limit: SessionLimit,
     ) -> StoreResult<u64> {
         let others = i64::from(limit.max_per_user.saturating_sub(1));
-        bounded(self.timeout, "creating session", async {
+        self.run("creating session", move || async move {
             let mut tx = self.pool.begin().await?;
             sql_tx!(&mut tx, |db| {
                 sqlx::query(LOCK_USER)
@@ -134,15 +134,16 @@ impl SessionStore for SqlStore {
     }
 
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>> {
-        let row = bounded(self.timeout, "finding session", async {
-            sql!(&self.pool, |db| {
-                sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                    .bind(id.0)
-                    .fetch_optional(db)
-                    .await
+        let row = self
+            .run("finding session", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, SessionRow>(FIND_SESSION)
+                        .bind(id.0)
+                        .fetch_optional(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(row.map(Session::from))
     }
 
@@ -153,7 +154,7 @@ impl SessionStore for SqlStore {
         now: OffsetDateTime,
         rules: RefreshRules,
     ) -> StoreResult<Rotation> {
-        bounded(self.timeout, "rotating refresh token", async {
+        self.run("rotating refresh token", move || async move {
             let mut tx = self.pool.begin().await?;
             let claimed: Option<(Uuid, i32)> = sql_tx!(&mut tx, |db| {
                 sqlx::query_as(CLAIM_REFRESH)
@@ -279,17 +280,18 @@ impl SessionStore for SqlStore {
         now: OffsetDateTime,
         used_after: OffsetDateTime,
     ) -> StoreResult<Vec<Session>> {
-        let rows = bounded(self.timeout, "listing sessions", async {
-            sql!(&self.pool, |db| {
-                sqlx::query_as::<_, SessionRow>(LIST_SESSIONS)
-                    .bind(user_id.0)
-                    .bind(DbTime(now))
-                    .bind(DbTime(used_after))
-                    .fetch_all(db)
-                    .await
+        let rows = self
+            .run("listing sessions", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, SessionRow>(LIST_SESSIONS)
+                        .bind(user_id.0)
+                        .bind(DbTime(now))
+                        .bind(DbTime(used_after))
+                        .fetch_all(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(rows.into_iter().map(Session::from).collect())
     }
 
@@ -301,20 +303,21 @@ impl SessionStore for SqlStore {
         used_after: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<bool> {
-        let revoked = bounded(self.timeout, "revoking session", async {
-            sql!(&self.pool, |db| {
-                sqlx::query(REVOKE_OWN)
-                    .bind(id.0)
-                    .bind(user_id.0)
-                    .bind(DbTime(now))
-                    .bind(reason)
-                    .bind(DbTime(used_after))
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
+        let revoked = self
+            .run("revoking session", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query(REVOKE_OWN)
+                        .bind(id.0)
+                        .bind(user_id.0)
+                        .bind(DbTime(now))
+                        .bind(reason)
+                        .bind(DbTime(used_after))
+                        .execute(db)
+                        .await
+                        .map(|done| done.rows_affected())
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(revoked == 1)
     }
 
@@ -326,7 +329,7 @@ impl SessionStore for SqlStore {
         used_after: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<u64> {
-        bounded(self.timeout, "revoking sessions", async {
+        self.run("revoking sessions", move || async move {
             sql!(&self.pool, |db| {
                 sqlx::query(REVOKE_ALL)
                     .bind(user_id.0)

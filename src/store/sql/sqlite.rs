@@ -41,6 +41,7 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
     // backends, so it gets the longer bound here.
     Ok(SqlStore {
         pool: SqlPool::Sqlite(pool),
+        reauth: None,
         timeout: settings
             .dependency_timeout
             .max(std::time::Duration::from_secs(5)),

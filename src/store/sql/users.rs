@@ -89,33 +89,35 @@ struct RegistrationRow {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn find_by_email(&self, email: &EmailAddress) -> StoreResult<Option<User>> {
-        let row = bounded(self.timeout, "finding user by email", async {
-            sql!(&self.pool, |db| {
-                sqlx::query_as::<_, UserRow>(FIND_USER_BY_EMAIL)
-                    .bind(email.as_str())
-                    .fetch_optional(db)
-                    .await
+        let row = self
+            .run("finding user by email", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, UserRow>(FIND_USER_BY_EMAIL)
+                        .bind(email.as_str())
+                        .fetch_optional(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         row.map(User::try_from).transpose()
     }
 
     async fn find_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
-        let row = bounded(self.timeout, "finding user by id", async {
-            sql!(&self.pool, |db| {
-                sqlx::query_as::<_, UserRow>(FIND_USER_BY_ID)
-                    .bind(id.0)
-                    .fetch_optional(db)
-                    .await
+        let row = self
+            .run("finding user by id", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, UserRow>(FIND_USER_BY_ID)
+                        .bind(id.0)
+                        .fetch_optional(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         row.map(User::try_from).transpose()
     }
 
     async fn insert(&self, user: &User, mail: &OutboxMail) -> StoreResult<Inserted> {
-        bounded(self.timeout, "inserting user", async {
+        self.run("inserting user", move || async move {
             let mut tx = self.pool.begin().await?;
             let inserted = sql_tx!(&mut tx, |db| {
                 sqlx::query(INSERT_USER)
@@ -163,7 +165,7 @@ impl UserStore for SqlStore {
         mail: &OutboxMail,
     ) -> StoreResult<bool> {
         let keep = i64::from(keep.max(1));
-        bounded(self.timeout, "registering pending user again", async {
+        self.run("registering pending user again", move || async move {
             // The account row first: its write lock orders concurrent registrations.
             let mut tx = self.pool.begin().await?;
             let updated = sql_tx!(&mut tx, |db| {
@@ -207,15 +209,16 @@ impl UserStore for SqlStore {
     }
 
     async fn pending_registrations(&self, id: UserId) -> StoreResult<Vec<PendingRegistration>> {
-        let rows = bounded(self.timeout, "loading pending registrations", async {
-            sql!(&self.pool, |db| {
-                sqlx::query_as::<_, RegistrationRow>(LIST_REGISTRATIONS)
-                    .bind(id.0)
-                    .fetch_all(db)
-                    .await
+        let rows = self
+            .run("loading pending registrations", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, RegistrationRow>(LIST_REGISTRATIONS)
+                        .bind(id.0)
+                        .fetch_all(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(PendingRegistration {
@@ -238,7 +241,7 @@ impl UserStore for SqlStore {
         registration: &PendingRegistration,
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
-        bounded(self.timeout, "activating user", async {
+        self.run("activating user", move || async move {
             let mut tx = self.pool.begin().await?;
             let activated = sql_tx!(&mut tx, |db| {
                 sqlx::query(ACTIVATE_USER)

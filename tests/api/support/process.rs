@@ -27,6 +27,17 @@ pub struct ServiceProcess {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// The scenarios send streams of requests from one client IP: limits far above them, as
+/// in-process apps have (`app.rs`); a test of the limits passes its own in `extra`.
+const LENIENT_LIMITS: [&str; 6] = [
+    "AIDLC_RATE_LIMIT_IP",
+    "AIDLC_RATE_LIMIT_ADDRESS",
+    "AIDLC_RATE_LIMIT_REFRESH",
+    "AIDLC_CODE_GUESS_LIMIT",
+    "AIDLC_CODE_ISSUE_LIMIT",
+    "AIDLC_PASSWORD_FAILURE_LIMIT",
+];
+
 impl ServiceProcess {
     /// Starts the binary on `env`'s database, Redis and key prefix (cheap Argon2, port 0, JSON
     /// logs) with `extra` variables on top, and waits until it listens.
@@ -52,11 +63,15 @@ impl ServiceProcess {
             // A loaded test machine must not turn a slow statement into a failed test.
             .env("AIDLC_DEPENDENCY_TIMEOUT_MS", "5000")
             .env("AIDLC_LOG_FORMAT", "json")
+            .envs(LENIENT_LIMITS.map(|name| (name, "100000/1m")))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(kek) = &settings.key_encryption_key {
+            command.env("AIDLC_KEY_ENCRYPTION_KEY", kek.expose_secret());
+        }
         if let Some(redis) = &settings.redis_url {
             command.env("REDIS_URL", redis.expose_secret());
         }

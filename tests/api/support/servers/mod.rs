@@ -14,13 +14,15 @@
 //! A server is a [`server::ServerSpec`]: a foreground command for a given port, a readiness
 //! probe and a stop signal; [`server::start`] runs it. One file per server (`postgres.rs`,
 //! `redis.rs`, `smtp.rs`: the SMTP catcher `tests/support/smtp_sink.py`, run by the venv's
-//! aiosmtpd): adding one (a local AWS `moto_server` from the venv) is a spec plus a `OnceLock`
-//! like [`postgres`], [`redis`] and [`smtp`]. Variants
+//! aiosmtpd; `moto.rs`: the local AWS, `moto.server` from the venv, with `--features aws`):
+//! adding one is a spec plus a `OnceLock` like [`postgres`], [`redis`] and [`smtp`]. Variants
 //! are options of the same spec: the TLS-only PostgreSQL ([`postgres_tls`]) is `-c ssl=on` with
 //! certificates generated per run ([`tls::TlsFiles`], rcgen) and a `hostssl`-only
 //! `pg_hba.conf` written after `initdb`; the TLS Redis ([`redis_tls`]) is `--tls-port` (with
 //! `--port 0`) and `--requirepass`, probed with `redis-cli --tls`. Both are the suite's own
-//! even when the variables below name existing servers.
+//! even when the variables below name existing servers. Two more variants are constructors of
+//! their own: `postgres_scram.rs`, a second cluster that checks passwords (`scram-sha-256`),
+//! and `redis::redis_with_password`.
 //!
 //! `AIDLC_TEST_DATABASE_URL` / `AIDLC_TEST_REDIS_URL`, when set, name an existing server to
 //! use instead (e.g. `postgres://postgres@127.0.0.1:5432/postgres`, `redis://127.0.0.1:6379`).
@@ -29,13 +31,18 @@
 use std::fmt;
 use std::ops::Deref;
 
+#[cfg(feature = "aws")]
+pub mod moto;
 pub mod postgres;
+pub mod postgres_scram;
 pub mod redis;
 pub mod server;
 pub mod smtp;
 pub mod tls;
 pub mod watchdog;
 
+#[cfg(feature = "aws")]
+pub use moto::moto;
 pub use postgres::{postgres, postgres_tls};
 pub use redis::{redis, redis_tls};
 pub use server::fatal;

@@ -42,7 +42,7 @@ impl Postgres {
         Self::at(admin_url, None).map_err(|e| format!("{DATABASE_URL_VAR}: {e}"))
     }
 
-    fn at(admin_url: &str, server: Option<Server>) -> Result<Self, String> {
+    pub(super) fn at(admin_url: &str, server: Option<Server>) -> Result<Self, String> {
         let base = url::Url::parse(admin_url).map_err(|e| format!("{admin_url:?}: {e}"))?;
         let host = base.host_str().unwrap_or("127.0.0.1");
         let addr = format!("{host}:{}", base.port().unwrap_or(5432));
@@ -226,7 +226,7 @@ pub fn postgres() -> &'static Postgres {
 }
 
 /// `/usr/lib/postgresql/<newest>/bin` (Debian), else wherever `initdb` is on `PATH`.
-fn postgres_bindir() -> Result<PathBuf, String> {
+pub(super) fn postgres_bindir() -> Result<PathBuf, String> {
     let newest = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()

@@ -204,3 +204,48 @@ fn redis_answers(port: u16) -> bool {
             .read(&mut reply)
             .is_ok_and(|n| reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
 }
+
+/// The password of [`redis_with_password`].
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub const REDIS_PASSWORD: &str = "redis-auth-t0ken";
+
+/// A second `redis-server`, started on first use, that refuses every command until `AUTH`
+/// with [`REDIS_PASSWORD`] (ElastiCache's AUTH token); its `url` carries no password.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub fn redis_with_password() -> &'static Redis {
+    static REDIS: OnceLock<Result<Redis, String>> = OnceLock::new();
+    REDIS
+        .get_or_init(|| {
+            let program = find_program("redis-server")
+                .ok_or("redis-server is not installed: apt-get install redis-server")?;
+            let dir = run_dir().join("redis-auth");
+            fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let server = start(|port| ServerSpec {
+                name: "redis-auth",
+                program: program.clone(),
+                args: [
+                    "--port".into(),
+                    port.to_string().into(),
+                    "--bind".into(),
+                    "127.0.0.1".into(),
+                    "--requirepass".into(),
+                    REDIS_PASSWORD.into(),
+                    "--save".into(),
+                    "".into(),
+                    "--appendonly".into(),
+                    "no".into(),
+                    "--daemonize".into(),
+                    "no".into(),
+                    "--dir".into(),
+                    dir.clone().into_os_string(),
+                ]
+                .into(),
+                user: None,
+                stop_signal: "TERM",
+                ready: Box::new(move || redis_answers(port)),
+            })?;
+            Redis::at(&format!("redis://127.0.0.1:{}", server.port), Some(server))
+        })
+        .as_ref()
+        .unwrap_or_else(|e| fatal(e))
+}

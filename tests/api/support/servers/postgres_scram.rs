@@ -1,0 +1,214 @@
+//! A second private PostgreSQL that checks passwords (`scram-sha-256` on 127.0.0.1; the
+//! suite's own cluster trusts every local connection), for the tests where a password must
+//! be right: a URL built from a secret, a password rotated under a running service.
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use sqlx::{AssertSqlSafe, Connection};
+
+use super::postgres::{Postgres, postgres_bindir};
+use super::server::{Account, ServerSpec, fatal, is_root, start};
+use super::watchdog::run_dir;
+
+/// The superuser's password on this cluster.
+const ADMIN_PASSWORD: &str = "scram-admin";
+
+/// A role (and a database it owns) on [`postgres_with_passwords`], made for one test.
+pub struct PasswordRole {
+    /// The role's name; its database has the same name.
+    pub name: String,
+    /// `127.0.0.1`.
+    pub host: String,
+    /// The cluster's port.
+    pub port: u16,
+}
+
+impl PasswordRole {
+    /// A new role with `password` and a database of its own, created through the superuser.
+    pub async fn create(password: &str) -> Self {
+        let cluster = postgres_with_passwords();
+        let name = format!("aidlc_pw_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&cluster.admin_url)
+            .await
+            .expect("connecting to the password-checking PostgreSQL");
+        for statement in [
+            format!("CREATE ROLE {name} LOGIN PASSWORD {}", literal(password)),
+            format!("CREATE DATABASE {name} OWNER {name}"),
+        ] {
+            sqlx::query(AssertSqlSafe(statement))
+                .execute(&mut admin)
+                .await
+                .expect("creating the role and its database");
+        }
+        let _ = admin.close().await;
+        let url = url::Url::parse(&cluster.admin_url).expect("the admin URL");
+        Self {
+            name,
+            host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+            port: url.port().unwrap_or(5432),
+        }
+    }
+
+    /// Gives the role a new password and ends its open sessions, so every connection after
+    /// this one must log in with the new password (as after a rotation and a restart of the
+    /// database, or once the pool's connections age out).
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub async fn change_password(&self, password: &str) {
+        let mut admin = sqlx::PgConnection::connect(&postgres_with_passwords().admin_url)
+            .await
+            .expect("connecting to the password-checking PostgreSQL");
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER ROLE {} PASSWORD {}",
+            self.name,
+            literal(password)
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("changing the password");
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+            .bind(&self.name)
+            .execute(&mut admin)
+            .await
+            .expect("ending the role's sessions");
+        // Termination is a signal: wait until the sessions are gone, so no pooled connection
+        // that still works is left to hide the new password.
+        for _ in 0..100 {
+            let open: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
+                    .bind(&self.name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("counting the role's sessions");
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let _ = admin.close().await;
+    }
+
+    /// `SELECT count(*) FROM users` in the role's database, through the superuser.
+    pub async fn count_users(&self) -> i64 {
+        let cluster = postgres_with_passwords();
+        let mut db = sqlx::PgConnection::connect(&cluster.database_url(&self.name))
+            .await
+            .expect("connecting to the role's database");
+        let count = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&mut db)
+            .await
+            .expect("counting users");
+        let _ = db.close().await;
+        count
+    }
+}
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The password-checking cluster: started on first use; ends the run with one line if it
+/// cannot be. (Never `AIDLC_TEST_DATABASE_URL`: its authentication is not ours to know.)
+pub fn postgres_with_passwords() -> &'static Postgres {
+    static POSTGRES: OnceLock<Result<Postgres, String>> = OnceLock::new();
+    POSTGRES
+        .get_or_init(start_with_passwords)
+        .as_ref()
+        .unwrap_or_else(|e| fatal(e))
+}
+
+/// `initdb` with a superuser password and `scram-sha-256` for TCP, then `postgres` on a free
+/// port with the suite cluster's throwaway settings.
+fn start_with_passwords() -> Result<Postgres, String> {
+    let bin = postgres_bindir()?;
+    let dir = run_dir().join("postgres-scram");
+    fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let user = if is_root() {
+        let account = Account::named("postgres")
+            .ok_or("the tests run as root and there is no `postgres` account")?;
+        std::os::unix::fs::chown(&dir, Some(account.uid), Some(account.gid))
+            .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        Some(account)
+    } else {
+        None
+    };
+    let pwfile = dir.join("admin-password");
+    fs::write(&pwfile, ADMIN_PASSWORD).map_err(|e| format!("writing {}: {e}", pwfile.display()))?;
+    if let Some(account) = user {
+        std::os::unix::fs::chown(&pwfile, Some(account.uid), Some(account.gid))
+            .map_err(|e| format!("chown {}: {e}", pwfile.display()))?;
+    }
+    let data = dir.join("data");
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "-E", "UTF8", "--no-locale"])
+        .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .args(["--no-sync", "--no-instructions"])
+        .stdin(Stdio::null())
+        .current_dir(&dir);
+    if let Some(account) = user {
+        account.apply(&mut initdb);
+    }
+    let out = initdb
+        .output()
+        .map_err(|e| format!("running {}: {e}", bin.join("initdb").display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb (scram-sha-256) failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let pg_isready = bin.join("pg_isready");
+    let server = start(|port| ServerSpec {
+        name: "postgres-scram",
+        program: bin.join("postgres"),
+        args: [
+            "-D".into(),
+            data.clone().into_os_string(),
+            "-p".into(),
+            port.to_string().into(),
+        ]
+        .into_iter()
+        .chain(
+            [
+                "listen_addresses=127.0.0.1",
+                "unix_socket_directories=",
+                "password_encryption=scram-sha-256",
+                "fsync=off",
+                "full_page_writes=off",
+                "synchronous_commit=off",
+                "autovacuum=off",
+                "max_connections=100",
+            ]
+            .into_iter()
+            .flat_map(|setting| ["-c".into(), setting.into()]),
+        )
+        .collect(),
+        user,
+        stop_signal: "INT",
+        ready: Box::new({
+            let pg_isready = pg_isready.clone();
+            move || {
+                // pg_isready needs no password: it only asks whether connections are taken.
+                Command::new(&pg_isready)
+                    .args(["-q", "-t", "1", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+                    .arg(port.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+            }
+        }),
+    })?;
+    let url = format!(
+        "postgres://postgres:{ADMIN_PASSWORD}@127.0.0.1:{}/postgres",
+        server.port
+    );
+    Postgres::at(&url, Some(server))
+}
