@@ -62,12 +62,12 @@ impl DbSecret {
                 e.column()
             )
         })?;
-        if let Some(engine) = &secret.engine {
-            if !engine.to_ascii_lowercase().contains("postgres") {
-                return Err(format!(
-                    "names engine {engine:?}; this service speaks PostgreSQL only"
-                ));
-            }
+        if let Some(engine) = &secret.engine
+            && !engine.to_ascii_lowercase().contains("postgres")
+        {
+            return Err(format!(
+                "names engine {engine:?}; this service speaks PostgreSQL only"
+            ));
         }
         if secret.username.is_empty() || secret.host.is_empty() {
             return Err("has an empty username or host".to_owned());
