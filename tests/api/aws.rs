@@ -202,6 +202,8 @@ async fn a_rotated_password_is_picked_up_by_the_next_request_without_a_restart(b
     fixed.settings.database_url = aidlc_auth::config::Settings::default().database_url;
     fixed.settings.db_secret =
         Some(aidlc_auth::config::DbSecret::parse(&rds_secret(&role, FIRST_PASSWORD)).unwrap());
+    // The same database, so the same key-encryption key.
+    fixed.settings.key_encryption_key = env.settings.key_encryption_key.clone();
     let stale = fixed.spawn().await;
 
     // The rotation, in Secrets Manager's order: the new secret, then the database's password.
