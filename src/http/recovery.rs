@@ -64,6 +64,7 @@ const RESET_DONE: &str = "The password has been reset and every session ended; l
     responses(
         (status = 202, description = "Identical for every address (an active account is mailed a code; within the resend cooldown nothing new is sent); nothing is revoked", body = MessageResponse),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
+        (status = 429, description = "too_many_requests: a rate limit (per client IP or per address) was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn request_reset(
@@ -89,6 +90,7 @@ pub async fn request_reset(
         (status = 200, description = "Password set, every session and refresh token ended, a notice mailed; log in with the new password", body = MessageResponse),
         (status = 400, description = "invalid_code (wrong, expired, used or exhausted code) or malformed_json", body = ErrorBody),
         (status = 422, description = "invalid_body, invalid_email, invalid_code_format, or a password rule: password_too_short, password_too_long, password_too_common, password_contains_email, password_contains_name (the code stays valid)", body = ErrorBody),
+        (status = 429, description = "too_many_requests: too many wrong codes for this address (counted across codes and purposes) or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn confirm_reset(
