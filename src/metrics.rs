@@ -30,6 +30,9 @@ pub const CODES: &str = "aidlc_auth_codes_total";
 pub const PASSWORD_HASH_WAIT: &str = "aidlc_auth_password_hash_wait_seconds";
 /// Password hashes refused because no Argon2 slot freed up in time (answered 503).
 pub const PASSWORD_HASH_REJECTED: &str = "aidlc_auth_password_hash_rejected_total";
+/// Time the rate limits took to admit or refuse a request, by `action` (histogram): what the
+/// limiter adds to each credential request and refresh.
+pub const RATE_LIMIT_CHECK: &str = "aidlc_auth_rate_limit_check_duration_seconds";
 /// Failed dependency calls by `dependency` (`database`, `redis`) and `kind` (`error`,
 /// `timeout`).
 pub const DEPENDENCY_FAILURES: &str = "aidlc_auth_dependency_failures_total";
@@ -48,6 +51,13 @@ const HTTP_BUCKETS: &[f64] = &[
 ];
 /// Argon2 queue wait buckets, seconds, up to the 2 s after which a hash is refused.
 const HASH_WAIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0];
+
+/// Rate-limit check buckets, seconds: a Redis or SQL round trip or two, finely, up to a
+/// dependency timeout.
+const LIMIT_CHECK_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_075, 0.0001, 0.000_15, 0.0002, 0.0003, 0.0004, 0.0005, 0.000_75,
+    0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
 
 /// How often histogram samples are folded into their buckets between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -129,6 +139,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
                 HASH_WAIT_BUCKETS,
             )
         })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(RATE_LIMIT_CHECK.to_owned()),
+                LIMIT_CHECK_BUCKETS,
+            )
+        })
         .context("configuring the metrics buckets")?;
     let handle = builder.install_recorder().map_err(|e| match e {
         BuildError::FailedToSetGlobalRecorder(_) => anyhow::anyhow!(
@@ -154,6 +170,11 @@ fn describe() {
     describe_counter!(LOGINS, "Login attempts by method and outcome");
     describe_counter!(CODES, "One-time codes issued, verified and rejected");
     describe_histogram!(PASSWORD_HASH_WAIT, Unit::Seconds, "Wait for an Argon2 slot");
+    describe_histogram!(
+        RATE_LIMIT_CHECK,
+        Unit::Seconds,
+        "Time the rate limits took to admit or refuse a request"
+    );
     describe_counter!(
         PASSWORD_HASH_REJECTED,
         "Password hashes refused: no Argon2 slot in time"
@@ -220,6 +241,11 @@ async fn render(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
         )],
         handle.render(),
     )
+}
+
+/// The rate limits admitted or refused a request for `action` in `took`.
+pub fn rate_limit_check(action: &'static str, took: Duration) {
+    histogram!(RATE_LIMIT_CHECK, "action" => action).record(took.as_secs_f64());
 }
 
 /// One answered HTTP request. `route` is the matched template (`/api/auth/sessions/{id}`),

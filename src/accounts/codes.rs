@@ -64,10 +64,11 @@ impl Accounts {
         &self,
         email: &EmailAddress,
         purpose: CodePurpose,
+        client: &ClientInfo,
         send: impl Future<Output = Result<T, AccountError>>,
     ) -> Result<T, AccountError> {
         self.claim_cooldown(email, purpose).await?;
-        let issued = match self.count_code_issued(email).await {
+        let issued = match self.count_code_issued(email, client).await {
             Ok(hit) => hit,
             Err(e) => {
                 self.release_cooldown(email, purpose).await;
@@ -99,6 +100,42 @@ impl Accounts {
         purpose: CodePurpose,
         locale: Locale,
     ) -> Result<OutboxMail, AccountError> {
+        let mail = self.put_code(to, Some(name), purpose, locale).await?;
+        metrics::code(purpose, CodeEvent::Issued);
+        Ok(mail)
+    }
+
+    /// The work of [`Self::store_new_code`] plus the outbox write, for a request that mails
+    /// nothing: the address has no account in the state `purpose` needs. A code nobody is
+    /// told is stored for (address, purpose) all the same, in place of any earlier one, and
+    /// its mail is written and removed ([`crate::store::OutboxStore::enqueue_decoy`]). So the
+    /// answer costs what a mailed code costs, and whether a code is pending for the address
+    /// (which a later wrong guess would reveal by its cost) does not depend on the account
+    /// either. The code replaced can be of no use: it is for a purpose the address's account
+    /// (if any) is not in the state for, and the resend cooldown keeps a registration in
+    /// flight from being overtaken.
+    pub(super) async fn issue_decoy_code(
+        &self,
+        to: &EmailAddress,
+        purpose: CodePurpose,
+    ) -> Result<(), AccountError> {
+        let mail = self
+            .put_code(to, None, purpose, self.policy.default_locale)
+            .await?;
+        self.stores.outbox.enqueue_decoy(&mail).await?;
+        // The sender is woken alike (and finds nothing to send).
+        self.outbox.wake();
+        Ok(())
+    }
+
+    /// Stores a fresh code for (address, purpose) and returns its mail, sealed, unwritten.
+    pub(super) async fn put_code(
+        &self,
+        to: &EmailAddress,
+        name: Option<&FullName>,
+        purpose: CodePurpose,
+        locale: Locale,
+    ) -> Result<OutboxMail, AccountError> {
         let code = OneTimeCode::generate();
         let now = self.clock.now();
         let stored = StoredCode {
@@ -107,7 +144,6 @@ impl Accounts {
             expires_at: now + self.policy.code_ttl,
         };
         self.stores.codes.put(to, purpose, &stored).await?;
-        metrics::code(purpose, CodeEvent::Issued);
         let valid_for = self.policy.code_ttl;
         let message = match purpose {
             CodePurpose::PasswordReset => Message::PasswordResetCode { code, valid_for },
@@ -119,7 +155,7 @@ impl Accounts {
         };
         let mail = Email {
             to: to.clone(),
-            name: Some(name.clone()),
+            name: name.cloned(),
             locale,
             message,
         };
@@ -176,7 +212,7 @@ impl Accounts {
         client: &ClientInfo,
     ) -> Result<(), AccountError> {
         self.admit(Action::ResendCode, client, Some(&email)).await?;
-        self.send_code(email, purpose).await
+        self.send_code(email, purpose, client).await
     }
 
     /// A fresh code for `purpose` when the account is in the state it needs, under the
@@ -185,8 +221,10 @@ impl Accounts {
         &self,
         email: EmailAddress,
         purpose: CodePurpose,
+        client: &ClientInfo,
     ) -> Result<(), AccountError> {
-        self.with_cooldown(&email, purpose, self.resend_code_claimed(&email, purpose))
+        let send = self.resend_code_claimed(&email, purpose);
+        self.with_cooldown(&email, purpose, client, send)
             .await
             .map(drop)
     }
@@ -202,12 +240,11 @@ impl Accounts {
             CodePurpose::Registration => crate::domain::UserStatus::Pending,
             CodePurpose::Login | CodePurpose::PasswordReset => crate::domain::UserStatus::Active,
         };
-        let Some(user) = self.stores.users.find_by_email(email).await? else {
+        let user = self.stores.users.find_by_email(email).await?;
+        let Some(user) = user.filter(|u| u.status == wanted) else {
+            self.issue_decoy_code(email, purpose).await?;
             return Ok(None);
         };
-        if user.status != wanted {
-            return Ok(None);
-        }
         let mail = self
             .store_new_code(&user.email, &user.full_name, purpose, user.locale)
             .await?;

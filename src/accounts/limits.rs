@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use super::{AccountError, Accounts, ClientInfo};
 use crate::config::Settings;
-use crate::domain::{EmailAddress, RateLimit, User, UserStatus, limit_subject, password_backoff};
+use crate::domain::{
+    AuthEventKind, AuthOutcome, EmailAddress, RateLimit, User, UserStatus, limit_subject,
+    password_backoff,
+};
 use crate::email::{Email, Message};
 use crate::store::{Admission, HitId, LimitKey};
 
@@ -67,6 +70,12 @@ pub enum Action {
 }
 
 impl Action {
+    /// The metrics label.
+    fn name(self) -> &'static str {
+        let (ip_family, _) = self.families();
+        ip_family.trim_start_matches("ip:")
+    }
+
     /// The counters' families: per client IP, per address.
     fn families(self) -> (&'static str, &'static str) {
         match self {
@@ -95,6 +104,10 @@ const CODES_ISSUED: &str = "codes-issued";
 const PASSWORD_FAILURES: &str = "password-failures";
 /// The "someone tried to sign in" notice, per account.
 const ATTEMPTS_NOTICE: &str = "notice:sign-in-attempts";
+/// A refused request's audit row, per limit and subject: written at most once a minute, so
+/// a flood of refused requests does not become a flood of rows.
+const BLOCK_RECORDED: &str = "audit:rate-limited";
+const BLOCK_RECORD_EVERY: Duration = Duration::from_secs(60);
 /// How often an account gets that notice at most.
 const ATTEMPTS_NOTICE_EVERY: Duration = Duration::from_secs(86_400);
 
@@ -116,6 +129,18 @@ impl Accounts {
         client: &ClientInfo,
         email: Option<&EmailAddress>,
     ) -> Result<(), AccountError> {
+        let started = std::time::Instant::now();
+        let admitted = self.check_limits(action, client, email).await;
+        crate::metrics::rate_limit_check(action.name(), started.elapsed());
+        admitted
+    }
+
+    async fn check_limits(
+        &self,
+        action: Action,
+        client: &ClientInfo,
+        email: Option<&EmailAddress>,
+    ) -> Result<(), AccountError> {
         let (ip_family, address_family) = action.families();
         let limits = &self.policy.limits;
         if let Some(ip) = client.ip {
@@ -129,17 +154,22 @@ impl Accounts {
                 family: ip_family,
                 subject: &subject,
             };
-            self.acquire(key, limit).await?;
+            self.acquire(key, limit, client).await?;
         }
         if let Some(email) = email {
-            self.acquire(address_key(address_family, email), &limits.address)
+            self.acquire(address_key(address_family, email), &limits.address, client)
                 .await?;
         }
         Ok(())
     }
 
-    /// Counts one hit against `limit`, or refuses with the wait.
-    async fn acquire(&self, key: LimitKey<'_>, limit: &RateLimit) -> Result<HitId, AccountError> {
+    /// Counts one hit against `limit`, or refuses `client`'s request with the wait.
+    async fn acquire(
+        &self,
+        key: LimitKey<'_>,
+        limit: &RateLimit,
+        client: &ClientInfo,
+    ) -> Result<HitId, AccountError> {
         match self
             .stores
             .limiter
@@ -153,8 +183,39 @@ impl Accounts {
                     retry_after_secs = wait.as_secs(),
                     "rate limited"
                 );
+                self.record_block(key, client).await;
                 Err(AccountError::RateLimited(wait))
             }
+        }
+    }
+
+    /// Writes the audit row of a request refused by `key`'s limit, unless one was written for
+    /// that limit and subject within the last minute. (Which account the address has is not
+    /// looked up: that would cost refused requests a read, and differ between addresses.)
+    async fn record_block(&self, key: LimitKey<'_>, client: &ClientInfo) {
+        let subject = format!("{}|{}", key.family, key.subject);
+        let once = LimitKey {
+            family: BLOCK_RECORDED,
+            subject: &subject,
+        };
+        let every = RateLimit::single(1, BLOCK_RECORD_EVERY);
+        match self
+            .stores
+            .limiter
+            .acquire(once, &every, self.clock.now())
+            .await
+        {
+            Ok(Admission::Granted(_)) => {
+                self.record(
+                    AuthEventKind::RateLimited,
+                    AuthOutcome::Failure,
+                    None,
+                    client,
+                )
+                .await;
+            }
+            Ok(Admission::Denied(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "could not throttle the rate-limit audit row"),
         }
     }
 
@@ -167,10 +228,15 @@ impl Accounts {
 
     /// Takes one guess from the address's code-guess budget before a code is checked (taken
     /// first, so concurrent guesses cannot exceed it); a correct code gives it back.
-    pub(super) async fn take_guess(&self, email: &EmailAddress) -> Result<HitId, AccountError> {
+    pub(super) async fn take_guess(
+        &self,
+        email: &EmailAddress,
+        client: &ClientInfo,
+    ) -> Result<HitId, AccountError> {
         self.acquire(
             address_key(GUESSES, email),
             &self.policy.limits.code_guesses,
+            client,
         )
         .await
     }
@@ -184,10 +250,12 @@ impl Accounts {
     pub(super) async fn count_code_issued(
         &self,
         email: &EmailAddress,
+        client: &ClientInfo,
     ) -> Result<HitId, AccountError> {
         self.acquire(
             address_key(CODES_ISSUED, email),
             &self.policy.limits.codes_issued,
+            client,
         )
         .await
     }
@@ -202,6 +270,7 @@ impl Accounts {
     pub(super) async fn check_password_backoff(
         &self,
         email: &EmailAddress,
+        client: &ClientInfo,
     ) -> Result<u32, AccountError> {
         let limit = &self.policy.limits.password_failures;
         let now = self.clock.now();
@@ -217,6 +286,8 @@ impl Accounts {
                     retry_after_secs = wait.as_secs(),
                     "password login backing off"
                 );
+                self.record_block(address_key(PASSWORD_FAILURES, email), client)
+                    .await;
                 Err(AccountError::RateLimited(wait))
             }
             None => Ok(recent.count),

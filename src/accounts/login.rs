@@ -35,7 +35,7 @@ impl Accounts {
     ) -> Result<IssuedSession, AccountError> {
         self.admit(Action::PasswordLogin, &client, Some(&email))
             .await?;
-        let failures = self.check_password_backoff(&email).await?;
+        let failures = self.check_password_backoff(&email, &client).await?;
         let user = self.stores.users.find_by_email(&email).await?;
         let verified = self
             .hasher
@@ -104,7 +104,7 @@ impl Accounts {
         client: &ClientInfo,
     ) -> Result<(), AccountError> {
         self.admit(Action::CodeLogin, client, Some(&email)).await?;
-        self.send_code(email, CodePurpose::Login).await
+        self.send_code(email, CodePurpose::Login, client).await
     }
 
     /// `POST /api/auth/verify-login`: consumes the login code and starts a session.
@@ -128,7 +128,7 @@ impl Accounts {
     ) -> Result<IssuedSession, AccountError> {
         self.admit(Action::VerifyLogin, &client, Some(&email))
             .await?;
-        let guess = self.take_guess(&email).await?;
+        let guess = self.take_guess(&email, &client).await?;
         let kind = AuthEventKind::CodeLogin;
         let user = self.stores.users.find_by_email(&email).await?;
         let presented = self

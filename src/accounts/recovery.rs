@@ -29,7 +29,12 @@ impl Accounts {
             .await?;
         let purpose = CodePurpose::PasswordReset;
         let sent = self
-            .with_cooldown(&email, purpose, self.resend_code_claimed(&email, purpose))
+            .with_cooldown(
+                &email,
+                purpose,
+                &client,
+                self.resend_code_claimed(&email, purpose),
+            )
             .await;
         match sent {
             Ok(user_id) => {
@@ -65,7 +70,7 @@ impl Accounts {
         self.admit(Action::PasswordResetConfirm, &client, Some(&email))
             .await?;
         // A reset code is guessed from the same per-address budget as every other code.
-        let guess = self.take_guess(&email).await?;
+        let guess = self.take_guess(&email, &client).await?;
         let purpose = CodePurpose::PasswordReset;
         let user = self
             .stores

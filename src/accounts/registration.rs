@@ -13,6 +13,7 @@ use crate::domain::{
     Password, PasswordHash, PendingRegistration, User, UserId, UserStatus,
 };
 use crate::email::{Email, Message};
+use crate::metrics::{self, CodeEvent};
 use crate::store::{HitId, Inserted};
 
 /// How long an "already registered" notice stays worth sending while the transport is down.
@@ -48,6 +49,7 @@ impl Accounts {
             .with_cooldown(
                 &email,
                 CodePurpose::Registration,
+                &client,
                 self.register_claimed(request),
             )
             .await?;
@@ -72,39 +74,43 @@ impl Accounts {
         let locale = locale.unwrap_or(self.policy.default_locale);
         // Every branch costs exactly one Argon2 run.
         let user_id = match self.stores.users.find_by_email(&email).await? {
-            None => {
-                let password_hash = self.hasher.hash(password).await?;
-                self.register_new(&email, full_name, password_hash, locale)
-                    .await?
-            }
-            Some(existing) => {
-                let password_hash = if existing.status == UserStatus::Pending {
-                    // The account's salt: the same password then gives the same hash.
-                    self.hasher
-                        .hash_like(password, &existing.password_hash)
-                        .await?
-                } else {
-                    self.hasher.hash(password).await?
-                };
+            Some(existing) if existing.status == UserStatus::Pending => {
+                // The account's salt: the same password then gives the same hash.
+                let password_hash = self
+                    .hasher
+                    .hash_like(password, &existing.password_hash)
+                    .await?;
                 let id = existing.id;
                 self.register_existing_user(existing, full_name, password_hash, locale)
                     .await?;
                 id
+            }
+            // A new address and an account past registration take the same path: the insert
+            // a new account makes, which an existing account's own row refuses (and its owner
+            // then gets the notice), so the two answers cost the same.
+            found => {
+                let password_hash = self.hasher.hash(password).await?;
+                self.register_new(&email, found, full_name, password_hash, locale)
+                    .await?
             }
         };
         self.outbox.wake();
         Ok(user_id)
     }
 
+    /// Registers `email` as a new pending account, unless the address has an account (`found`,
+    /// if it was read already): that one then takes the path of an existing account.
     async fn register_new(
         &self,
         email: &EmailAddress,
+        found: Option<User>,
         full_name: FullName,
         password_hash: PasswordHash,
         locale: Locale,
     ) -> Result<UserId, AccountError> {
+        // Counted as issued only once it is certain to be mailed (the row is new).
         let mail = self
-            .store_new_code(email, &full_name, CodePurpose::Registration, locale)
+            .put_code(email, Some(&full_name), CodePurpose::Registration, locale)
             .await?;
         let now = self.clock.now();
         let user = User {
@@ -120,23 +126,29 @@ impl Accounts {
         };
         match self.stores.users.insert(&user, &mail).await? {
             Inserted::Created => {
+                metrics::code(CodePurpose::Registration, CodeEvent::Issued);
                 tracing::info!(user_id = %user.id.0, "pending account created");
                 Ok(user.id)
             }
-            // A concurrent registration of the same address won the insert; take the path an
-            // existing account takes (this hash has a salt of its own: it simply counts as a
+            // The address has an account: one past registration, or a pending one a
+            // concurrent registration just made. Take the path an existing account takes
+            // (for a pending one, this hash has a salt of its own: it simply counts as a
             // different password).
             Inserted::EmailTaken => {
-                let existing = self
-                    .stores
-                    .users
-                    .find_by_email(email)
-                    .await?
-                    .ok_or_else(|| {
-                        AccountError::Unexpected(anyhow::anyhow!(
-                            "address taken but no account found"
-                        ))
-                    })?;
+                // An account past registration stays so: what was read before still holds.
+                let existing = match found {
+                    Some(existing) => existing,
+                    None => self
+                        .stores
+                        .users
+                        .find_by_email(email)
+                        .await?
+                        .ok_or_else(|| {
+                            AccountError::Unexpected(anyhow::anyhow!(
+                                "address taken but no account found"
+                            ))
+                        })?,
+                };
                 let id = existing.id;
                 self.register_existing_user(existing, full_name, password_hash, locale)
                     .await?;
@@ -215,7 +227,7 @@ impl Accounts {
             .await?;
         // Taken before any Argon2 run; given back on every path that does not end in a wrong
         // code.
-        let guess = self.take_guess(&email).await?;
+        let guess = self.take_guess(&email, &client).await?;
         let user = self
             .stores
             .users
@@ -250,10 +262,10 @@ impl Accounts {
         guess: &HitId,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
-        let mut registrations = match &user {
-            Some(user) => self.stores.users.pending_registrations(user.id).await?,
-            None => Vec::new(),
-        };
+        // Asked for every address (a fresh id matches nothing), so the work done does not tell
+        // whether the address has a pending account.
+        let owner = user.as_ref().map_or_else(UserId::new, |u| u.id);
+        let mut registrations = self.stores.users.pending_registrations(owner).await?;
         let chosen = match password {
             Some(password) => {
                 let hashes = registrations

@@ -35,6 +35,9 @@ pub enum AuthEventKind {
     SessionRevoked,
     /// A retired refresh token was presented again: its session was revoked.
     RefreshTokenReuse,
+    /// A request was refused by a rate limit, the code-guess budget or the password back-off
+    /// (recorded once a minute per limit and subject, not once per refused request).
+    RateLimited,
 }
 
 impl AuthEventKind {
@@ -52,6 +55,7 @@ impl AuthEventKind {
             Self::LogoutAll => "logout_all",
             Self::SessionRevoked => "session_revoked",
             Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -69,6 +73,7 @@ impl AuthEventKind {
             Self::LogoutAll,
             Self::SessionRevoked,
             Self::RefreshTokenReuse,
+            Self::RateLimited,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == s)

@@ -67,6 +67,11 @@ pub struct OutboxCounts {
 pub trait OutboxStore: Send + Sync {
     /// Writes `mail` on its own (a mail without another write to share a transaction with).
     async fn enqueue(&self, mail: &OutboxMail) -> StoreResult<()>;
+    /// Does the work of [`Self::enqueue`] for a mail that must not go out, and keeps nothing:
+    /// the row is written and removed in one transaction. An answer that mails nothing (to an
+    /// address without an account) then costs what one that mails costs, so response times
+    /// do not tell them apart.
+    async fn enqueue_decoy(&self, mail: &OutboxMail) -> StoreResult<()>;
     /// Marks rows past their expiry that nobody is sending as expired, erasing their payload
     /// (and erases the payload of dead rows past expiry); returns how many changed.
     async fn expire(&self, now: OffsetDateTime) -> StoreResult<u64>;

@@ -224,6 +224,19 @@ async fn rotating_the_left_most_forwarded_for_entry_escapes_no_limit(backend: Ba
     }
     expect_limited(ask("198.51.100.99, 203.0.113.9".into()).await).await;
     expect_limited(ask("garbage, 203.0.113.9".into()).await).await;
+    // The refusals are in the audit trail under the client's address: one row for the
+    // minute, not one per refused request.
+    let blocked: Vec<_> = app
+        .db()
+        .auth_event_rows()
+        .await
+        .into_iter()
+        .filter(|row| row.event == "rate_limited")
+        .collect();
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(blocked[0].outcome, "failure");
+    assert_eq!(blocked[0].user_id, None);
     // Another client behind the same proxy is not limited.
     expect_json(ask("203.0.113.10".into()).await, StatusCode::ACCEPTED).await;
     app.stop().await;

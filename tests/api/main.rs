@@ -8,6 +8,7 @@ mod cooldown;
 mod db_secret;
 mod discovery;
 mod durability;
+mod enumeration;
 mod health;
 mod helpers;
 mod key_revocation;

@@ -21,6 +21,8 @@ const SUPERSEDE: &str = "UPDATE outbox SET expires_at = $3, updated_at = $3, \
      WHERE recipient = $1 AND kind = $2 AND status IN ('queued', 'sending', 'dead') \
      AND payload IS NOT NULL AND expires_at > $3";
 
+const DELETE_MAIL: &str = "DELETE FROM outbox WHERE id = $1";
+
 // Rows nobody holds a live lease on; a dead row keeps its payload only until its code expires.
 const EXPIRE: &str = "UPDATE outbox SET status = CASE WHEN status = 'dead' THEN 'dead' \
      ELSE 'expired' END, payload = NULL, lease_owner = NULL, lease_until = NULL, \
@@ -180,6 +182,22 @@ impl OutboxStore for SqlStore {
         self.run("queueing mail", move || async move {
             let mut tx = self.pool.begin().await?;
             insert_mail(&mut tx, mail).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn enqueue_decoy(&self, mail: &OutboxMail) -> StoreResult<()> {
+        self.run("writing a decoy outbox row", move || async move {
+            let mut tx = self.pool.begin().await?;
+            insert_mail(&mut tx, mail).await?;
+            sql_tx!(&mut tx, |db| {
+                sqlx::query(DELETE_MAIL)
+                    .bind(mail.id)
+                    .execute(db)
+                    .await
+                    .map(drop)
+            })?;
             tx.commit().await
         })
         .await
