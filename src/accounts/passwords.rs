@@ -1,13 +1,14 @@
 //! Argon2id hashing on the blocking pool, and a dummy verification so an unknown address
 //! costs the same time as a wrong password.
 
+mod memory;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::SaltString;
+use argon2::{Algorithm, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -18,6 +19,7 @@ use tokio::sync::Semaphore;
 use super::AccountError;
 use crate::config::Argon2Params;
 use crate::domain::{Password, PasswordHash};
+use memory::Argon2Memory;
 
 /// Hashes and verifies passwords with fixed Argon2id parameters.
 ///
@@ -27,6 +29,8 @@ use crate::domain::{Password, PasswordHash};
 pub struct Hasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Argon2's working memory, reused from one hash to the next.
+    memory: Arc<Argon2Memory>,
     /// A hash of a random password with the same parameters, verified when there is no user.
     dummy: Arc<PasswordHash>,
 }
@@ -39,11 +43,13 @@ impl Hasher {
         let mut random = [0u8; 24];
         rand::rng().fill_bytes(&mut random);
         let dummy_password = SecretString::from(URL_SAFE_NO_PAD.encode(random));
-        let dummy = hash_blocking(&params, dummy_password.expose_secret())?;
+        let memory = Arc::new(Argon2Memory::new(&params));
+        let dummy = hash_blocking(&memory, &params, dummy_password.expose_secret())?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(cores * 2)),
+            memory,
             dummy: Arc::new(dummy),
         })
     }
@@ -51,8 +57,8 @@ impl Hasher {
     /// Hashes `password` on the blocking pool.
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, AccountError> {
         let _permit = self.permit().await?;
-        let params = self.params.clone();
-        spawn_blocking_in_span(move || hash_blocking(&params, password.expose()))
+        let (params, memory) = (self.params.clone(), self.memory.clone());
+        spawn_blocking_in_span(move || hash_blocking(&memory, &params, password.expose()))
             .await?
             .map_err(AccountError::Unexpected)
     }
@@ -66,15 +72,16 @@ impl Hasher {
         like: &PasswordHash,
     ) -> Result<PasswordHash, AccountError> {
         let _permit = self.permit().await?;
-        let params = self.params.clone();
+        let (params, memory) = (self.params.clone(), self.memory.clone());
         let like = like.clone();
         spawn_blocking_in_span(move || {
             let salt = argon2::PasswordHash::new(like.as_str())
                 .ok()
-                .and_then(|parsed| parsed.salt.map(|salt| salt.as_str().to_owned()));
+                .and_then(|parsed| parsed.salt.map(|salt| salt.as_str().to_owned()))
+                .and_then(|salt| SaltString::from_b64(&salt).ok());
             match salt {
-                Some(salt) => hash_with_salt(&params, password.expose(), &salt),
-                None => hash_blocking(&params, password.expose()),
+                Some(salt) => memory.hash(&params, password.expose().as_bytes(), &salt),
+                None => hash_blocking(&memory, &params, password.expose()),
             }
         })
         .await?
@@ -94,19 +101,26 @@ impl Hasher {
             return Ok(None);
         }
         let _permit = self.permit().await?;
+        let memory = self.memory.clone();
         spawn_blocking_in_span(move || {
-            let mut computed: HashMap<&str, Option<String>> = HashMap::new();
+            let mut computed: HashMap<&str, Option<argon2::password_hash::Output>> = HashMap::new();
             candidates.iter().position(|candidate| {
                 let phc = candidate.as_str();
                 // Everything but the hash: algorithm, version, parameters and salt.
                 let Some((setting, _)) = phc.rsplit_once('$') else {
                     return false;
                 };
-                let ours = computed
-                    .entry(setting)
-                    .or_insert_with(|| rehash(phc, password.expose_secret()));
+                let Ok(parsed) = argon2::PasswordHash::new(phc) else {
+                    return false;
+                };
+                let Some(expected) = parsed.hash else {
+                    return false;
+                };
+                let ours = computed.entry(setting).or_insert_with(|| {
+                    memory.compute(&parsed, password.expose_secret().as_bytes())
+                });
                 ours.as_ref()
-                    .is_some_and(|ours| bool::from(ours.as_bytes().ct_eq(phc.as_bytes())))
+                    .is_some_and(|ours| bool::from(ours.as_bytes().ct_eq(expected.as_bytes())))
             })
         })
         .await
@@ -123,21 +137,19 @@ impl Hasher {
         let _permit = self.permit().await?;
         let is_real = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
-        let params = self.params.clone();
+        let (params, memory) = (self.params.clone(), self.memory.clone());
         spawn_blocking_in_span(move || {
             let Ok(parsed) = argon2::PasswordHash::new(phc.as_str()) else {
                 return Ok(Verified::default());
             };
-            let matched = Argon2::default()
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok();
+            let matched = memory.verify(&parsed, password.expose_secret().as_bytes());
             if !(is_real && matched) {
                 return Ok(Verified::default());
             }
             let upgraded = if is_current(&parsed, &params) {
                 None
             } else {
-                Some(hash_blocking(&params, password.expose_secret())?)
+                Some(hash_blocking(&memory, &params, password.expose_secret())?)
             };
             Ok(Verified {
                 matched: true,
@@ -158,13 +170,10 @@ impl Hasher {
         let _permit = self.permit().await?;
         let is_real = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
+        let memory = self.memory.clone();
         let matched = spawn_blocking_in_span(move || {
             let parsed = argon2::PasswordHash::new(phc.as_str()).ok()?;
-            Some(
-                Argon2::default()
-                    .verify_password(password.expose_secret().as_bytes(), &parsed)
-                    .is_ok(),
-            )
+            Some(memory.verify(&parsed, password.expose_secret().as_bytes()))
         })
         .await?;
         Ok(is_real && matched.unwrap_or(false))
@@ -211,39 +220,15 @@ impl Hasher {
 /// How long a request waits for a hashing slot before it is answered 503.
 const MAX_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
-fn hash_blocking(params: &Params, password: &str) -> anyhow::Result<PasswordHash> {
+fn hash_blocking(
+    memory: &Argon2Memory,
+    params: &Params,
+    password: &str,
+) -> anyhow::Result<PasswordHash> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    hash_with_salt(params, password, salt.as_str())
-}
-
-fn hash_with_salt(params: &Params, password: &str, salt: &str) -> anyhow::Result<PasswordHash> {
-    let salt = SaltString::from_b64(salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    let phc = argon2
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("hashing password")?;
-    Ok(PasswordHash::from_phc(phc.to_string()))
-}
-
-/// `password` hashed with the algorithm, version, parameters and salt of the PHC string
-/// `like`, as a PHC string; None when `like` is not a usable Argon2 hash.
-fn rehash(like: &str, password: &str) -> Option<String> {
-    let parsed = argon2::PasswordHash::new(like).ok()?;
-    let params = Params::try_from(&parsed).ok()?;
-    let salt = parsed.salt?;
-    Argon2::default()
-        .hash_password_customized(
-            password.as_bytes(),
-            Some(parsed.algorithm),
-            parsed.version,
-            params,
-            salt,
-        )
-        .ok()
-        .map(|phc| phc.to_string())
+    memory.hash(params, password.as_bytes(), &salt)
 }
 
 /// Runs CPU-heavy work on the blocking pool inside the caller's tracing span.
