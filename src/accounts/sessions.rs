@@ -179,19 +179,16 @@ impl Accounts {
         let claims = self.tokens.verify(access_token).await?;
         let session_id = claims.sid;
         let now = self.clock.now();
-        let session = self
+        let (session, user) = self
             .stores
             .sessions
-            .find(session_id)
+            .find_with_user(session_id)
             .await?
-            .filter(|s| s.is_live(now, self.policy.session_idle_timeout))
-            .ok_or(AccountError::Unauthenticated)?;
-        let user = self
-            .stores
-            .users
-            .find_by_id(session.user_id)
-            .await?
-            .filter(|u| u.status == UserStatus::Active && u.id == claims.sub)
+            .filter(|(s, u)| {
+                s.is_live(now, self.policy.session_idle_timeout)
+                    && u.status == UserStatus::Active
+                    && u.id == claims.sub
+            })
             .ok_or(AccountError::Unauthenticated)?;
         Ok(Authenticated {
             claims,

@@ -243,6 +243,9 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<u64>;
     /// The session with `id`, revoked or not.
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>>;
+    /// The session with `id`, revoked or not, and its account, in one read: every
+    /// authenticated request asks for both.
+    async fn find_with_user(&self, id: SessionId) -> StoreResult<Option<(Session, User)>>;
     /// Exchanges the refresh token with digest `presented` for `successor` (the digest the
     /// caller derived from the presented token), atomically: of concurrent exchanges of one
     /// token, one rotates and the others see `Replayed` (within the grace window) or

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::users::UserRow;
 use super::{DbTime, SqlStore, sql, sql_tx};
 use crate::domain::{
-    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
+    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit, User,
     UserId, judge_refresh,
 };
-use crate::store::{SessionStore, StoreResult};
+use crate::store::{SessionStore, StoreError, StoreResult};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -38,6 +39,45 @@ impl From<SessionRow> for Session {
     }
 }
 
+/// A session and its account, read together.
+#[derive(sqlx::FromRow)]
+struct SessionUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    session_id: Uuid,
+    session_created_at: DbTime,
+    session_expires_at: DbTime,
+    session_last_used_at: DbTime,
+    session_user_agent: Option<String>,
+    session_ip: Option<String>,
+    session_revoked_at: Option<DbTime>,
+}
+
+impl TryFrom<SessionUserRow> for (Session, User) {
+    type Error = StoreError;
+
+    fn try_from(row: SessionUserRow) -> Result<Self, Self::Error> {
+        let user = User::try_from(row.user)?;
+        let session = Session {
+            id: SessionId(row.session_id),
+            user_id: user.id,
+            created_at: row.session_created_at.0,
+            expires_at: row.session_expires_at.0,
+            last_used_at: row.session_last_used_at.0,
+            user_agent: row.session_user_agent,
+            ip: row.session_ip,
+            revoked_at: row.session_revoked_at.map(|t| t.0),
+        };
+        Ok((session, user))
+    }
+}
+
+const FIND_SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.full_name, u.password_hash, \
+     u.status, u.created_at, u.updated_at, u.verified_at, u.locale, s.id AS session_id, \
+     s.created_at AS session_created_at, s.expires_at AS session_expires_at, \
+     s.last_used_at AS session_last_used_at, s.user_agent AS session_user_agent, \
+     s.ip AS session_ip, s.revoked_at AS session_revoked_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, expires_at, \
      last_used_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, session_id, generation, \
@@ -145,6 +185,20 @@ impl SessionStore for SqlStore {
             })
             .await?;
         Ok(row.map(Session::from))
+    }
+
+    async fn find_with_user(&self, id: SessionId) -> StoreResult<Option<(Session, User)>> {
+        let row = self
+            .run("finding session and account", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query_as::<_, SessionUserRow>(FIND_SESSION_WITH_USER)
+                        .bind(id.0)
+                        .fetch_optional(db)
+                        .await
+                })
+            })
+            .await?;
+        row.map(<(Session, User)>::try_from).transpose()
     }
 
     async fn exchange(

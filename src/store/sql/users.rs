@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: Uuid,
     email: String,
     full_name: String,
