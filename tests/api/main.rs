@@ -8,6 +8,7 @@ mod cooldown;
 mod db_secret;
 mod discovery;
 mod durability;
+mod faults;
 mod health;
 mod helpers;
 mod key_revocation;
