@@ -5,6 +5,7 @@
 //! way to verify, no code without its mail, no revoked session alive again.
 
 mod hang;
+mod interrupted;
 mod outage;
 mod sigterm;
 

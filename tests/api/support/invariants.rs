@@ -79,9 +79,10 @@ pub async fn check_after_fault(app: &TestApp, outcome: &Outcome) {
     }
 
     // Every pending account can still be verified with its newest mailed code. A verification
-    // answered 503 may have spent its code without activating the account (the code store and
-    // the account are two writes); that owner asks for a new code once the resend cooldown
-    // has passed, and it verifies. Checked last: it moves the test clock.
+    // whose activation fails after its code was spent puts the code back; but when the code
+    // store itself fails at that moment (a spend whose answer was lost, or a give-back while
+    // the code store is down) the mailed code is gone. That owner asks for a new code once the
+    // resend cooldown has passed, and it verifies. Checked last: it moves the test clock.
     let mut respent = Vec::new();
     for email in db
         .strings("SELECT email FROM users WHERE status = 'pending'")
