@@ -162,6 +162,26 @@ impl Accounts {
         self.seal(&mail, stored.expires_at)
     }
 
+    /// Stores `code` again for (address, purpose), valid for a full lifetime from now with its
+    /// tries reset: for a code that was spent by a request that then failed, so the mail that
+    /// carries it works for the retry. Best effort: a failure is logged.
+    pub(super) async fn restore_code(
+        &self,
+        email: &EmailAddress,
+        purpose: CodePurpose,
+        code: &OneTimeCode,
+    ) {
+        let now = self.clock.now();
+        let stored = StoredCode {
+            hash: self.codes.hash(email, purpose, code),
+            issued_at: now,
+            expires_at: now + self.policy.code_ttl,
+        };
+        if let Err(e) = self.stores.codes.put(email, purpose, &stored).await {
+            tracing::warn!(error = %e, purpose = purpose.as_str(), "could not give a spent code back");
+        }
+    }
+
     /// The outbox row for `mail`, written now, not sent after `expires_at`.
     pub(super) fn seal(
         &self,

@@ -140,7 +140,16 @@ impl Accounts {
         let user_id = user.as_ref().map(|u| u.id);
         match (presented, user) {
             (Ok(()), Some(user)) if user.status == UserStatus::Active => {
-                let session = self.start_session(user, client.clone()).await?;
+                let session = match self.start_session(user, client.clone()).await {
+                    Ok(session) => session,
+                    Err(e) => {
+                        // The code is spent but no session started: the same code goes back,
+                        // so the retry a 503 asks for works (a new one would wait out the
+                        // resend cooldown).
+                        self.restore_code(&email, CodePurpose::Login, &code).await;
+                        return Err(e);
+                    }
+                };
                 self.record(kind, AuthOutcome::Success, user_id, &client)
                     .await;
                 Ok(session)

@@ -299,7 +299,18 @@ impl Accounts {
             return Err(AccountError::InvalidCode);
         };
         let now = self.clock.now();
-        if !self.stores.users.activate(user.id, &chosen, now).await? {
+        let activated = match self.stores.users.activate(user.id, &chosen, now).await {
+            Ok(activated) => activated,
+            Err(e) => {
+                // The code is spent but the account is still pending: without it the owner's
+                // mail is useless for the retry a 503 asks for, and a new code waits out the
+                // resend cooldown. The same code goes back (when the code store answers).
+                self.restore_code(&email, CodePurpose::Registration, &code)
+                    .await;
+                return Err(e.into());
+            }
+        };
+        if !activated {
             return Err(AccountError::InvalidCode);
         }
         tracing::info!(user_id = %user.id.0, "account verified");

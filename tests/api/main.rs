@@ -9,6 +9,7 @@ mod db_secret;
 mod discovery;
 mod durability;
 mod enumeration;
+mod faults;
 mod health;
 mod helpers;
 mod key_revocation;

@@ -187,6 +187,30 @@ impl TestDatabase {
         }
     }
 
+    /// Runs a query returning one text column, directly against the test database.
+    pub async fn strings(&self, sql: &'static str) -> Vec<String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let rows = sqlx::query_scalar(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect(sql);
+                let _ = conn.close().await;
+                rows
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let mut conn = self.postgres().await;
+                let rows = sqlx::query_scalar(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect(sql);
+                let _ = conn.close().await;
+                rows
+            }
+        }
+    }
+
     /// Outbox rows in flight, or queued and due (or past expiry) at `now`: what the apps'
     /// senders still have to act on.
     pub async fn outbox_busy(&self, now: OffsetDateTime) -> i64 {

@@ -140,6 +140,26 @@ impl ServiceProcess {
         self.address.trim_start_matches("http://")
     }
 
+    /// The resident memory of the process now, in KiB (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("the process is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+    }
+
+    /// How many file descriptors (sockets included) the process holds now.
+    pub fn open_files(&self) -> usize {
+        let pid = self.child.id().expect("the process is running");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("listing /proc/{pid}/fd: {e}"))
+            .count()
+    }
+
     /// Sends SIGTERM, as ECS does to stop a task.
     pub async fn terminate(&self) {
         let pid = self.child.id().expect("the process is running");

@@ -1,6 +1,8 @@
 //! A TCP proxy in front of a dependency that a test can break on demand.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,6 +27,8 @@ pub struct TcpProxy {
     pub port: u16,
     mode: watch::Sender<ProxyMode>,
     acceptor: JoinHandle<()>,
+    /// Connections accepted so far (in any mode).
+    accepted: Arc<AtomicUsize>,
 }
 
 impl TcpProxy {
@@ -42,11 +46,14 @@ impl TcpProxy {
             .expect("binding the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let (mode, watcher) = watch::channel(ProxyMode::Forward);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counting = accepted.clone();
         let acceptor = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
+                counting.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(proxy_connection(inbound, upstream, watcher.clone()));
             }
         });
@@ -54,7 +61,13 @@ impl TcpProxy {
             port,
             mode,
             acceptor,
+            accepted,
         }
+    }
+
+    /// How many connections the proxy has accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Switches every current and future connection to `mode`.
