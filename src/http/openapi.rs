@@ -4,7 +4,10 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::error::{ErrorBody, ErrorDetail, ServiceUnavailable};
+use super::error::{
+    ErrorBody, ErrorDetail, MalformedJson, PayloadTooLarge, ServiceUnavailable,
+    UnsupportedMediaType,
+};
 use super::{auth, events, health, recovery, sessions, wellknown};
 
 /// The service's API description.
@@ -18,7 +21,9 @@ use super::{auth, events, health, recovery, sessions, wellknown};
         sessions::list, sessions::revoke, sessions::introspect, wellknown::jwks,
         wellknown::authorization_server_metadata, health::live, health::ready,
     ),
-    components(schemas(ErrorBody, ErrorDetail), responses(ServiceUnavailable)),
+    components(schemas(ErrorBody, ErrorDetail), responses(
+        ServiceUnavailable, MalformedJson, PayloadTooLarge, UnsupportedMediaType,
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration and login"),
