@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Fuzzes a running aidlc-auth from its own OpenAPI document with schemathesis.
+
+For each backend asked for (`sqlite`, and `postgres-redis`: a private PostgreSQL cluster and a
+redis-server, each on a free loopback port), it starts the given binary on a free loopback
+port with lenient limits, waits for `/health/ready`, and runs two schemathesis passes against
+`/openapi.json`: an anonymous one, then a signed-in one (an account registered and verified
+through the API first, its code read from the `log` mail transport's line). Every process it
+starts it stops by its PID. Prints `contract: N passed, N failed` last (one per pass) and exits
+1 when a pass failed. Run it through tests/contract/run, which makes the venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+)
+# Far above what a pass sends from its one client IP: the fuzzer must reach the handlers, not
+# be answered 429 for most of its run. The limits' own behaviour is tested in tests/api/limits.rs.
+LENIENT = "1000000/1m"
+LIMITS = [
+    "AIDLC_RATE_LIMIT_IP",
+    "AIDLC_RATE_LIMIT_ADDRESS",
+    "AIDLC_RATE_LIMIT_REFRESH",
+    "AIDLC_CODE_GUESS_LIMIT",
+    "AIDLC_CODE_ISSUE_LIMIT",
+    "AIDLC_PASSWORD_FAILURE_LIMIT",
+]
+START_LIMIT = 60.0  # seconds for a server to listen (migrations on a loaded machine included)
+STOP_LIMIT = 15.0  # seconds between SIGTERM and SIGKILL
+
+
+def log(message: str) -> None:
+    print(f"contract: {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """A child process with its output in a file, stopped by its PID."""
+
+    def __init__(self, name: str, argv: list[str], logfile: Path, **kwargs) -> None:
+        self.name = name
+        self.logfile = logfile
+        self._out = logfile.open("wb")
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT, **kwargs
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, sig)
+            try:
+                self.popen.wait(STOP_LIMIT)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} (pid {self.popen.pid}) ignored the signal; killing it")
+                os.kill(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._out.close()
+        return self.popen.returncode
+
+    def lines(self) -> list[str]:
+        return self.logfile.read_text(errors="replace").splitlines()
+
+
+def wait_until(what: str, ready, limit: float = START_LIMIT, proc: Process | None = None):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = ready()
+        if value:
+            return value
+        if proc is not None and proc.popen.poll() is not None:
+            raise SystemExit(f"{proc.name} exited ({proc.popen.returncode}) before {what}; see {proc.logfile}")
+        time.sleep(0.05)
+    raise SystemExit(f"timed out after {limit:.0f} s waiting for {what}")
+
+
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    # A system proxy must never see loopback traffic.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+    except (urllib.error.URLError, ConnectionError):
+        return 0, {}
+
+
+class Backends:
+    """The PostgreSQL cluster and redis-server of the `postgres-redis` backend."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[Process] = []
+
+    def postgres(self) -> str:
+        versions = sorted(
+            (int(p.name), p / "bin")
+            for p in Path("/usr/lib/postgresql").glob("*")
+            if p.name.isdigit() and (p / "bin" / "initdb").is_file()
+        )
+        if not versions:
+            raise SystemExit("PostgreSQL's server programs are missing: apt-get install postgresql")
+        bindir = versions[-1][1]
+        # PostgreSQL refuses to run as root: then its files and process belong to `postgres`.
+        as_user = {}
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            as_user = {"user": account.pw_uid, "group": account.pw_gid}
+        root = Path(tempfile.mkdtemp(prefix="aidlc-contract-pg-"))
+        self.pg_root = root
+        if as_user:
+            os.chown(root, as_user["user"], as_user["group"])
+        data = root / "data"
+        subprocess.run(
+            [bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+             "--no-locale", "--no-sync", "--no-instructions"],
+            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=root, **as_user,
+        )
+        port = free_port()
+        settings = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "fsync=off",
+                    "full_page_writes=off", "synchronous_commit=off"]
+        argv = [bindir / "postgres", "-D", data, "-p", str(port)]
+        for setting in settings:
+            argv += ["-c", setting]
+        proc = Process("postgres", argv, self.workdir / "postgres.log", cwd=root, **as_user)
+        self.procs.append(proc)
+        wait_until(
+            "PostgreSQL",
+            lambda: subprocess.run(
+                [bindir / "pg_isready", "-q", "-t", "1", "-h", "127.0.0.1", "-U", "postgres", "-p", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ).returncode == 0,
+            proc=proc,
+        )
+        return f"postgres://postgres@127.0.0.1:{port}/postgres"
+
+    def redis(self) -> str:
+        program = shutil.which("redis-server")
+        if program is None:
+            raise SystemExit("redis-server is missing: apt-get install redis-server")
+        port = free_port()
+        proc = Process(
+            "redis",
+            [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--dir", str(self.workdir)],
+            self.workdir / "redis.log",
+        )
+        self.procs.append(proc)
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    return s.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+
+        wait_until("Redis", answers, proc=proc)
+        return f"redis://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            # PostgreSQL's fast shutdown is SIGINT.
+            proc.stop(signal.SIGINT if proc.name == "postgres" else signal.SIGTERM)
+        if getattr(self, "pg_root", None):
+            shutil.rmtree(self.pg_root, ignore_errors=True)
+
+
+class Service:
+    """aidlc-auth on a free loopback port (PORT=0: it reports the port it bound)."""
+
+    def __init__(self, binary: Path, workdir: Path, env: dict[str, str]) -> None:
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AIDLC_HOST": "127.0.0.1",
+            "PORT": "0",
+            "AIDLC_LOG_FORMAT": "json",
+            "RUST_LOG": "info",
+            # Cheap Argon2: the fuzzer logs in thousands of times; the hash's cost is not under test.
+            "AIDLC_ARGON2_MEMORY_KIB": "256",
+            "AIDLC_ARGON2_ITERATIONS": "1",
+            "AIDLC_SHUTDOWN_DRAIN_SECONDS": "0",
+            # One address is registered and sent codes again and again: a 60 s cooldown would
+            # answer most of those 429.
+            "AIDLC_RESEND_COOLDOWN_SECONDS": "1",
+            **{name: LENIENT for name in LIMITS},
+            **env,
+        }
+        self.proc = Process("aidlc-auth", [str(binary)], workdir / "service.log", env=full_env, cwd=workdir)
+        started = wait_until("aidlc-auth to listen", self._startup_line, proc=self.proc)
+        self.url = f"http://127.0.0.1:{started['port']}"
+        wait_until("/health/ready", lambda: http("GET", f"{self.url}/health/ready")[0] == 200, proc=self.proc)
+
+    def _records(self):
+        for line in self.proc.lines():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+    def _startup_line(self):
+        return next((r for r in self._records() if r.get("message") == "Application startup complete"), None)
+
+    def mailed_code(self, address: str) -> str | None:
+        """The code in the newest mail the `log` transport wrote for `address`."""
+        codes = [
+            r["code"]
+            for r in self._records()
+            if r.get("to") == address and r.get("code") and "e-mail sending simulation" in r.get("message", "")
+        ]
+        return codes[-1] if codes else None
+
+    def failures(self) -> list[str]:
+        """Log lines of errors and panics (their messages only: the log also holds codes)."""
+        found = []
+        for line in self.proc.lines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if "panicked" in line:
+                    found.append(line)
+                continue
+            if record.get("level") == "ERROR":
+                found.append(f"{record.get('message')}: {record.get('error', '')}")
+        return found
+
+    def stop(self) -> int | None:
+        return self.proc.stop()
+
+
+def sign_up(service: Service) -> tuple[str, str]:
+    """Registers and verifies an account through the API; returns its address and password."""
+    address = f"contract-{secrets.token_hex(4)}@example.com"
+    password = "fuzzing " + secrets.token_urlsafe(12)
+    status, body = http("POST", f"{service.url}/api/auth/register",
+                        {"email": address, "password": password, "full_name": "Contract Check"})
+    if status != 202:
+        raise SystemExit(f"registration answered {status}: {body}")
+    code = wait_until("the registration mail", lambda: service.mailed_code(address), limit=20, proc=service.proc)
+    status, body = http("POST", f"{service.url}/api/auth/verify-registration",
+                        {"email": address, "verification_code": code, "password": password})
+    if status != 200:
+        raise SystemExit(f"verify-registration answered {status}: {body.get('error')}")
+    return address, password
+
+
+def schemathesis(venv: Path, service: Service, config: str, examples: int, limit: float,
+                 workdir: Path, env: dict[str, str]) -> tuple[bool, float]:
+    argv = [
+        str(venv / "bin" / "schemathesis"),
+        "--config-file", str(HERE / config),
+        "run", f"{service.url}/openapi.json",
+        "--checks", CHECKS,
+        "--max-examples", str(examples),
+        "--workers", "2",
+        "--request-timeout", "10",
+        "--generation-database", "none",
+        "--no-color",
+    ]
+    if seed := os.environ.get("AIDLC_CONTRACT_SEED"):
+        argv += ["--seed", seed]
+    started = time.monotonic()
+    # schemathesis writes its reports and caches under its working directory.
+    proc = subprocess.Popen(argv, cwd=workdir, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    try:
+        code = proc.wait(limit)
+    except subprocess.TimeoutExpired:
+        log(f"schemathesis ran past {limit:.0f} s; stopping it (pid {proc.pid})")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return False, time.monotonic() - started
+    return code == 0, time.monotonic() - started
+
+
+def run_backend(args, backend: str) -> dict[str, bool]:
+    workdir = args.workdir / backend
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    env = {"DATABASE_URL": f"sqlite://{workdir / 'aidlc-auth.db'}"}
+    backends = Backends(workdir)
+    results: dict[str, bool] = {}
+    service = None
+    try:
+        if backend == "postgres-redis":
+            env = {"DATABASE_URL": backends.postgres(), "REDIS_URL": backends.redis()}
+        service = Service(args.binary, workdir, env)
+        log(f"{backend}: aidlc-auth (pid {service.proc.popen.pid}) ready at {service.url}")
+        address, password = sign_up(service)
+        for name, config, extra in [
+            ("anonymous", "anonymous.toml", {}),
+            ("signed-in", "signed-in.toml",
+             {"AIDLC_CONTRACT_EMAIL": address, "AIDLC_CONTRACT_PASSWORD": password}),
+        ]:
+            log(f"{backend}/{name}: schemathesis, {args.examples} examples per operation")
+            ok, took = schemathesis(args.venv, service, config, args.examples, args.pass_limit, workdir, extra)
+            log(f"{backend}/{name}: {'passed' if ok else 'FAILED'} in {took:.1f} s")
+            results[f"{backend}/{name}"] = ok
+    finally:
+        if service is not None:
+            failures = service.failures()
+            code = service.stop()
+            for line in failures:
+                log(f"{backend}: the service logged: {line}")
+            if failures or code not in (0, None):
+                log(f"{backend}: the service exited {code} with {len(failures)} error lines ({service.proc.logfile})")
+                results[f"{backend}/service-log"] = False
+        backends.stop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", type=Path, required=True)
+    parser.add_argument("--venv", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--backend", action="append", choices=["sqlite", "postgres-redis"])
+    parser.add_argument("--examples", type=int, default=25, help="examples per operation and phase")
+    parser.add_argument("--pass-limit", type=float, default=60.0, help="seconds one pass may take")
+    args = parser.parse_args()
+    args.workdir = args.workdir.resolve()
+    args.binary = args.binary.resolve()
+    args.venv = args.venv.resolve()
+    results: dict[str, bool] = {}
+    for backend in args.backend or ["sqlite"]:
+        results.update(run_backend(args, backend))
+    passed = sum(results.values())
+    failed = len(results) - passed
+    for name, ok in results.items():
+        if not ok:
+            log(f"failed: {name}")
+    print(f"contract: {passed} passed, {failed} failed", flush=True)
+    return 0 if failed == 0 and results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
