@@ -32,6 +32,7 @@ pub struct ErrorDetail {
 /// down or did not answer within the dependency timeout, nothing was half-written, and
 /// `Retry-After` says when to try again.
 #[derive(utoipa::ToResponse)]
+#[response(headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))]
 #[allow(dead_code)] // Only its OpenAPI description is used.
 pub struct ServiceUnavailable(ErrorBody);
 
