@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, ServiceUnavailable};
+use super::error::{
+    ApiError, ErrorBody, MalformedJson, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType,
+};
 use super::extract::JsonBody;
 use crate::accounts::{Authenticated, ClientInfo, IssuedSession, Registration};
 use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, User, UserStatus};
@@ -20,14 +22,14 @@ use crate::domain::{CodePurpose, EmailAddress, FullName, OneTimeCode, User, User
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The address to register; normalised (trimmed, NFKC, lower-cased).
-    #[schema(example = "test@example.com")]
+    #[schema(example = "test@example.com", format = IdnEmail, max_length = 254)]
     email: String,
     /// 8 (`AIDLC_PASSWORD_MIN_LENGTH`) to 128 characters, any (NFKC); not a common or
     /// breached password, not built from the address or the name.
-    #[schema(value_type = String, example = "correct horse battery")]
+    #[schema(value_type = String, example = "correct horse battery", min_length = 8, max_length = 128)]
     password: SecretString,
     /// 1 to 100 characters, no control characters.
-    #[schema(example = "Test User")]
+    #[schema(example = "Test User", min_length = 1, max_length = 100)]
     full_name: String,
 }
 
@@ -36,9 +38,10 @@ pub struct RegisterRequest {
 #[serde(deny_unknown_fields)]
 pub struct VerifyCodeRequest {
     /// The address the code was sent to.
+    #[schema(format = IdnEmail, max_length = 254)]
     email: String,
     /// The six digits from the e-mail.
-    #[schema(example = "123456")]
+    #[schema(example = "123456", pattern = "^[0-9]{6}$")]
     verification_code: String,
 }
 
@@ -47,9 +50,10 @@ pub struct VerifyCodeRequest {
 #[serde(deny_unknown_fields)]
 pub struct VerifyRegistrationRequest {
     /// The address the code was sent to.
+    #[schema(format = IdnEmail, max_length = 254)]
     email: String,
     /// The six digits from the e-mail.
-    #[schema(example = "123456")]
+    #[schema(example = "123456", pattern = "^[0-9]{6}$")]
     verification_code: String,
     /// Recommended: the password chosen at registration. When given, only the registration
     /// made with it is confirmed. Required (409 `password_required`) when the address was
@@ -64,6 +68,7 @@ pub struct VerifyRegistrationRequest {
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The account's address.
+    #[schema(format = IdnEmail, max_length = 254)]
     email: String,
     /// The password; omit it to get a login code by e-mail.
     #[schema(value_type = Option<String>)]
@@ -75,6 +80,7 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResendCodeRequest {
     /// The address.
+    #[schema(format = IdnEmail, max_length = 254)]
     email: String,
     /// Which code to send again.
     purpose: CodePurpose,
@@ -172,9 +178,9 @@ pub(super) fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
         (status = 202, description = "Accepted; identical for new and existing addresses", body = MessageResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 400, response = MalformedJson),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body, invalid_email, invalid_full_name, or a password rule: password_too_short, password_too_long, password_too_common, password_contains_email, password_contains_name", body = ErrorBody),
         (status = 429, description = "too_many_requests: a code was sent to this address less than the cooldown ago, or a rate limit (per client IP, per address, codes issued) was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
@@ -213,6 +219,8 @@ pub async fn register(
         (status = 200, description = "Account active; session started with a token pair", body = TokenResponse),
         (status = 400, description = "invalid_code (wrong, expired, used or exhausted code, or a password that is not the registration's) or malformed_json", body = ErrorBody),
         (status = 409, description = "password_required: the code is right, but the address was registered with different passwords; send the password with the same code", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
         (status = 429, description = "too_many_requests: too many wrong codes for this address (counted across codes, resends and purposes) or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
@@ -235,7 +243,10 @@ pub async fn verify_registration(
     responses(
         (status = 200, description = "Password login: session started", body = TokenResponse),
         (status = 202, description = "Code login: identical for every address", body = MessageResponse),
+        (status = 400, response = MalformedJson),
         (status = 401, description = "invalid_credentials, for every wrong combination", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
         (status = 429, description = "too_many_requests: a login code was sent less than the cooldown ago, a rate limit was reached, or password logins for this address back off after wrong passwords; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
@@ -271,6 +282,8 @@ pub async fn login(
     responses(
         (status = 200, description = "Session started", body = TokenResponse),
         (status = 400, description = "invalid_code or malformed_json", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body, invalid_email or invalid_code_format", body = ErrorBody),
         (status = 429, description = "too_many_requests: too many wrong codes for this address (counted across codes, resends and purposes) or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
@@ -289,6 +302,9 @@ pub async fn verify_login(
 #[utoipa::path(post, path = "/api/auth/resend-code", tag = "auth", request_body = ResendCodeRequest,
     responses(
         (status = 202, description = "Identical for every address", body = MessageResponse),
+        (status = 400, response = MalformedJson),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
         (status = 429, description = "too_many_requests: a code was sent less than the cooldown ago, or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),

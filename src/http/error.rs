@@ -32,8 +32,24 @@ pub struct ErrorDetail {
 /// down or did not answer within the dependency timeout, nothing was half-written, and
 /// `Retry-After` says when to try again.
 #[derive(utoipa::ToResponse)]
+#[response(headers(("Retry-After" = u32, description = "Seconds to wait before trying again")))]
 #[allow(dead_code)] // Only its OpenAPI description is used.
 pub struct ServiceUnavailable(ErrorBody);
+
+/// `malformed_json`: the body is not valid JSON.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct MalformedJson(ErrorBody);
+
+/// `payload_too_large`: the body is over 64 KiB.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct PayloadTooLarge(ErrorBody);
+
+/// `unsupported_media_type`: the body was not sent with `Content-Type: application/json`.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct UnsupportedMediaType(ErrorBody);
 
 /// An error on its way to becoming a response.
 #[derive(Debug)]

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::{MessageResponse, code, email};
-use super::error::{ApiError, ErrorBody, ServiceUnavailable};
+use super::error::{
+    ApiError, ErrorBody, MalformedJson, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType,
+};
 use super::extract::JsonBody;
 use crate::accounts::{Authenticated, ClientInfo};
 
@@ -18,7 +20,7 @@ use crate::accounts::{Authenticated, ClientInfo};
 #[serde(deny_unknown_fields)]
 pub struct PasswordResetRequest {
     /// The account's address.
-    #[schema(example = "test@example.com")]
+    #[schema(example = "test@example.com", format = IdnEmail, max_length = 254)]
     email: String,
 }
 
@@ -27,12 +29,13 @@ pub struct PasswordResetRequest {
 #[serde(deny_unknown_fields)]
 pub struct PasswordResetConfirmRequest {
     /// The address the code was sent to.
+    #[schema(format = IdnEmail, max_length = 254)]
     email: String,
     /// The six digits from the e-mail.
-    #[schema(example = "123456")]
+    #[schema(example = "123456", pattern = "^[0-9]{6}$")]
     verification_code: String,
-    /// The new password, held to the password policy.
-    #[schema(value_type = String)]
+    /// The new password, held to the password policy (8 to 128 characters, as at registration).
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
     new_password: SecretString,
 }
 
@@ -43,8 +46,8 @@ pub struct ChangePasswordRequest {
     /// The password in use now.
     #[schema(value_type = String)]
     current_password: SecretString,
-    /// The new password, held to the password policy.
-    #[schema(value_type = String)]
+    /// The new password, held to the password policy (8 to 128 characters, as at registration).
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
     new_password: SecretString,
 }
 
@@ -63,6 +66,9 @@ const RESET_DONE: &str = "The password has been reset and every session ended; l
 #[utoipa::path(post, path = "/api/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
     responses(
         (status = 202, description = "Identical for every address (an active account is mailed a code; within the resend cooldown nothing new is sent); nothing is revoked", body = MessageResponse),
+        (status = 400, response = MalformedJson),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body or invalid_email", body = ErrorBody),
         (status = 429, description = "too_many_requests: a rate limit (per client IP or per address) was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
@@ -89,6 +95,8 @@ pub async fn request_reset(
     responses(
         (status = 200, description = "Password set, every session and refresh token ended, a notice mailed; log in with the new password", body = MessageResponse),
         (status = 400, description = "invalid_code (wrong, expired, used or exhausted code) or malformed_json", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body, invalid_email, invalid_code_format, or a password rule: password_too_short, password_too_long, password_too_common, password_contains_email, password_contains_name (the code stays valid)", body = ErrorBody),
         (status = 429, description = "too_many_requests: too many wrong codes for this address (counted across codes and purposes) or a rate limit was reached; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
@@ -119,6 +127,8 @@ pub async fn confirm_reset(
         (status = 200, description = "Password changed, every other session ended, a notice mailed; this session stays", body = ChangePasswordResponse),
         (status = 400, description = "invalid_current_password or malformed_json", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired access token", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body, or a password rule: password_too_short, password_too_long, password_too_common, password_contains_email, password_contains_name", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::TokenResponse;
-use super::error::{ApiError, ErrorBody, ServiceUnavailable};
+use super::error::{
+    ApiError, ErrorBody, MalformedJson, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType,
+};
 use super::extract::{IntrospectionClient, JsonBody, JsonOrForm};
 use crate::accounts::{Authenticated, ClientInfo};
 use crate::domain::{Session, SessionId};
@@ -124,7 +126,10 @@ fn view(session: Session, current: SessionId) -> SessionView {
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "sessions", request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new pair; within 10 s a replay of the previous refresh token returns the same new refresh token", body = TokenResponse),
+        (status = 400, response = MalformedJson),
         (status = 401, description = "invalid_refresh_token: unknown, expired, revoked, or reused (reuse revokes the session)", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "invalid_body", body = ErrorBody),
         (status = 429, description = "too_many_requests: too many refreshes from this client IP; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
@@ -166,7 +171,10 @@ pub async fn logout(
     request_body(content = Option<LogoutAllRequest>, description = "Optional; default ends every session"),
     responses(
         (status = 200, description = "Sessions ended", body = LogoutAllResponse),
+        (status = 400, response = MalformedJson),
         (status = 401, description = "Missing or invalid access token", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, description = "invalid_body: an unknown or mistyped field", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn logout_all(
@@ -175,11 +183,14 @@ pub async fn logout_all(
     client: ClientInfo,
     body: Bytes,
 ) -> Result<Json<LogoutAllResponse>, ApiError> {
-    // The body is optional: an empty one means the defaults.
+    // The body is optional: an empty one, or JSON `null` (the document's `oneOf` null), means
+    // the defaults.
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutAllRequest::default()
     } else {
-        Json::<LogoutAllRequest>::from_bytes(&body)?.0
+        Json::<Option<LogoutAllRequest>>::from_bytes(&body)?
+            .0
+            .unwrap_or_default()
     };
     let keep_current = request.keep_current;
     let ended = state
@@ -240,7 +251,11 @@ pub async fn revoke(
     )),
     responses(
         (status = 200, description = "`active` and, when true, the token's claims", body = IntrospectResponse),
+        (status = 400, response = MalformedJson),
         (status = 401, description = "invalid_client: `AIDLC_INTROSPECTION_SECRET` is set and the caller did not present it (Bearer, or the password of HTTP Basic)", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, description = "unsupported_media_type: the body is neither `application/json` nor `application/x-www-form-urlencoded`", body = ErrorBody),
+        (status = 422, description = "invalid_body: a missing, unknown or mistyped field", body = ErrorBody),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn introspect(

@@ -34,7 +34,8 @@ pub struct AuthorizationServerMetadata {
 /// The current and previous public signing keys.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     responses(
-        (status = 200, description = "JWK Set: Ed25519 (`kty: OKP`, `alg: EdDSA`) keys with `kid`"),
+        (status = 200, description = "JWK Set: Ed25519 (`kty: OKP`, `alg: EdDSA`) keys with `kid`", body = crate::tokens::Jwks,
+            headers(("Cache-Control" = String, description = "`public, max-age=60`: a new key signs only after this long"))),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn jwks(State(accounts): State<Accounts>) -> Result<impl IntoResponse, ApiError> {
@@ -47,7 +48,8 @@ pub async fn jwks(State(accounts): State<Accounts>) -> Result<impl IntoResponse,
 /// Authorization-server metadata (RFC 8414): `issuer`, `jwks_uri`, the introspection
 /// endpoint and the access-token signing algorithm.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
-    responses((status = 200, description = "RFC 8414 metadata, true members only", body = AuthorizationServerMetadata)))]
+    responses((status = 200, description = "RFC 8414 metadata, true members only", body = AuthorizationServerMetadata,
+        headers(("Cache-Control" = String, description = "`public, max-age=60`")))))]
 pub async fn authorization_server_metadata(State(state): State<AppState>) -> impl IntoResponse {
     let issuer = state.issuer.clone();
     let auth_methods = if state.introspection_secret.is_some() {

@@ -129,7 +129,7 @@ impl fmt::Debug for SigningKey {
 }
 
 /// A public Ed25519 key as a JSON Web Key (RFC 7517, RFC 8037).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwk {
     /// Key type: always `OKP`.
     pub kty: String,
@@ -176,7 +176,7 @@ impl Jwk {
 }
 
 /// A JWK Set document (`{"keys": [...]}`): the current key and the previous ones still accepted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwks {
     /// The public keys.
     pub keys: Vec<Jwk>,

@@ -304,6 +304,16 @@ async fn logout_all_ends_every_session(backend: Backend) {
     assert_eq!(body, json!({ "ended": 1 }));
     expect_ended(&app, &fourth).await;
 
+    // JSON `null` (the document's body is `oneOf` null and the object) means the defaults.
+    let fifth = expect_session(app.login_password(&email, PASSWORD).await).await;
+    let body = expect_json(
+        app.logout_all(&token(&fifth), Some(&Value::Null)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body, json!({ "ended": 1 }));
+    expect_ended(&app, &fifth).await;
+
     // Other accounts are untouched.
     expect_json(app.me(&token(&bystander)).await, StatusCode::OK).await;
     expect_session(app.refresh(&refresh_token(&bystander)).await).await;
