@@ -143,7 +143,8 @@ pub const ALL: [ScenarioArg; 8] = [
 
 /// The repository root (this package's parent), where `target/` lives.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::canonicalize(&root).unwrap_or(root)
 }
 
 /// The host of `scheme://[user[:pass]@]host[:port][/path]`.

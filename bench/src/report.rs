@@ -230,8 +230,8 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "Command: `{}`  \nStarted: {}  ", r.command, r.started_at);
     let _ = writeln!(
         s,
-        "Machine: {} × {} ({} cores), {}, kernel {}, {}, {}\n",
-        m.nproc, m.cpu_model, m.nproc, m.memory, m.kernel, m.os, m.rustc
+        "Machine: {} × {}, {}, kernel {}, {}, {}; load average at start {}\n",
+        m.nproc, m.cpu_model, m.memory, m.kernel, m.os, m.rustc, m.loadavg_at_start
     );
     if let Some(f) = &r.floor {
         let _ = writeln!(

@@ -72,6 +72,9 @@ impl Op {
     }
 }
 
+/// The service's resend cooldown in the benchmark (1 s), with a margin.
+const COOLDOWN: Duration = Duration::from_millis(1500);
+
 type Codes = Arc<Mutex<HashMap<String, String>>>;
 
 /// One connection's mixed traffic: its own refresh chain (never signed in again, so never
@@ -82,6 +85,8 @@ struct Mixed {
     codes: Codes,
     waiting_login: VecDeque<String>,
     waiting_registration: VecDeque<String>,
+    /// When each login account last asked for a code (the resend cooldown is 1 s).
+    asked_at: HashMap<String, Instant>,
     prefix: String,
     n: usize,
     rng: StdRng,
@@ -128,17 +133,19 @@ impl Job for Mixed {
                 hit
             })
             .map_or(Op::Me, |(op, _)| *op);
-        // An account with a code on its way does not ask again (the resend cooldown).
-        let idle: Vec<usize> = (0..self.logins.len())
-            .filter(|&i| !self.waiting_login.contains(&self.logins[i].email))
-            .collect();
-        let login = (!idle.is_empty()).then(|| {
-            self.logins[idle[self.rng.random_range(0..idle.len())]]
+        let login = (!self.logins.is_empty()).then(|| {
+            self.logins[self.rng.random_range(0..self.logins.len())]
                 .email
                 .clone()
         });
-        let op = match (op, &login) {
-            (Op::LoginPassword | Op::LoginCode, None) => Op::Me,
+        // An account with a code on its way, or asked within the resend cooldown, does not ask.
+        let may_ask = login.as_ref().is_some_and(|e| {
+            !self.waiting_login.contains(e)
+                && self.asked_at.get(e).is_none_or(|t| t.elapsed() > COOLDOWN)
+        });
+        let op = match op {
+            Op::LoginPassword if login.is_none() => Op::Me,
+            Op::LoginCode if !may_ask => Op::Me,
             _ => op,
         };
         self.last = op;
@@ -152,8 +159,9 @@ impl Job for Mixed {
                 &json!({ "email": login, "password": PASSWORD }),
             ),
             Op::LoginCode => {
-                self.waiting_login.push_back(login.unwrap_or_default());
-                let email = self.waiting_login.back().cloned().unwrap_or_default();
+                let email = login.unwrap_or_default();
+                self.asked_at.insert(email.clone(), Instant::now());
+                self.waiting_login.push_back(email.clone());
                 Req::post("/api/auth/login", &json!({ "email": email }))
             }
             Op::Register => {
@@ -299,6 +307,7 @@ pub async fn soak(
             codes: codes.clone(),
             waiting_login: VecDeque::new(),
             waiting_registration: VecDeque::new(),
+            asked_at: HashMap::new(),
             prefix: format!("{}soak-{i}", run.prefix),
             n: 0,
             rng: StdRng::seed_from_u64(i as u64),
