@@ -20,6 +20,10 @@ pub struct Floor {
     pub hashes: u64,
     pub seconds: f64,
     pub hashes_per_second: f64,
+    /// CPU seconds the workers spent.
+    pub cpu_seconds: f64,
+    /// Hashes per CPU-second: the floor's cost, which other work on the machine leaves alone.
+    pub hashes_per_cpu_second: f64,
     pub workers: u32,
     pub argon2_cffi: String,
 }

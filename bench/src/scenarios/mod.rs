@@ -233,17 +233,23 @@ impl Run {
         let (mut asked_out, mut asked_use) = (Outcome::empty(), Usage::default());
         let (mut verify_out, mut verify_use) = (Outcome::empty(), Usage::default());
         let mut rounds = 0;
+        let mut asked_until: Option<Instant> = None;
         while verify_out.wall < self.plan.duration
             && verify_out.requests() < self.plan.max_requests
             && rounds < MAX_CODE_ROUNDS
         {
             rounds += 1;
-            let round_start = Instant::now();
+            // The resend cooldown (1 s here) runs from each code's issue: wait it out since
+            // the last request of the previous round.
+            if let Some(t) = asked_until {
+                tokio::time::sleep_until((t + Duration::from_millis(1200)).into()).await;
+            }
             let mut mailbox = Mailbox::from_end(self.log.clone())?;
             let probe = self.watch.start();
             let (out, _, asked) = self
                 .over_accounts(Kind::LoginCodeRequest, Self::prep_plan(self.accounts.len()))
                 .await;
+            asked_until = Some(Instant::now());
             let codes = mailbox
                 .wait_for(&asked, MAIL_LIMIT)
                 .await
@@ -265,8 +271,6 @@ impl Run {
             verify_use.merge(&self.watch.finish(probe).await);
             verify_out.merge(&out);
             self.update_accounts(jobs.into_iter().flat_map(|j| j.accounts));
-            // The resend cooldown (1 s here) must pass before an account asks again.
-            tokio::time::sleep_until((round_start + Duration::from_millis(1100)).into()).await;
         }
         let note = format!(
             "{rounds} rounds of one code per account ({} accounts); each round's verify runs until its codes are used",
