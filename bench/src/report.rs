@@ -269,38 +269,40 @@ pub fn markdown(r: &Report) -> String {
             "### {}{pg}: start-up to ready {:.0} ms\n",
             b.backend, b.startup_ms
         );
-        let _ = writeln!(
-            s,
-            "| scenario | requests | req/s | p50 ms | p95 ms | p99 ms | errors | service CPU s | req per CPU-s | peak RSS MiB | PG CPU s | Redis CPU s | generator CPU s | other CPU s | of floor: rate, per CPU-s |"
-        );
-        let _ = writeln!(
-            s,
-            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-        );
-        for x in &b.rows {
-            let floor = match (x.floor_fraction, x.floor_cpu_fraction) {
-                (Some(f), Some(c)) => format!("{:.0} %, {:.0} %", 100.0 * f, 100.0 * c),
-                _ => String::new(),
-            };
+        if !b.rows.is_empty() {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-                x.scenario,
-                x.requests,
-                x.requests_per_s,
-                x.p50_ms,
-                x.p95_ms,
-                x.p99_ms,
-                errors(&x.errors),
-                x.service_cpu_s,
-                x.requests_per_service_cpu_s,
-                x.peak_rss_mib,
-                x.postgres_cpu_s,
-                x.redis_cpu_s,
-                x.generator_cpu_s,
-                x.other_cpu_s,
-                floor
+                "| scenario | requests | req/s | p50 ms | p95 ms | p99 ms | errors | service CPU s | req per CPU-s | peak RSS MiB | PG CPU s | Redis CPU s | generator CPU s | other CPU s | of floor: rate, per CPU-s |"
             );
+            let _ = writeln!(
+                s,
+                "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            for x in &b.rows {
+                let floor = match (x.floor_fraction, x.floor_cpu_fraction) {
+                    (Some(f), Some(c)) => format!("{:.0} %, {:.0} %", 100.0 * f, 100.0 * c),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                    x.scenario,
+                    x.requests,
+                    x.requests_per_s,
+                    x.p50_ms,
+                    x.p95_ms,
+                    x.p99_ms,
+                    errors(&x.errors),
+                    x.service_cpu_s,
+                    x.requests_per_service_cpu_s,
+                    x.peak_rss_mib,
+                    x.postgres_cpu_s,
+                    x.redis_cpu_s,
+                    x.generator_cpu_s,
+                    x.other_cpu_s,
+                    floor
+                );
+            }
         }
         for x in b.rows.iter().filter(|x| x.note.is_some()) {
             let _ = writeln!(s, "\n- {}: {}", x.scenario, x.note.as_deref().unwrap_or(""));
