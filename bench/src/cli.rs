@@ -167,10 +167,12 @@ fn is_loopback(host: &str) -> bool {
 
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, rest)), Some(_)) => {
-            let (user, host) = rest.rsplit_once('@').unwrap_or(("", rest));
-            let user = user.split(':').next().unwrap_or("");
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}:***@{host}")
         }
         _ => url.to_owned(),
@@ -204,5 +206,9 @@ mod tests {
             "postgres://u:***@127.0.0.1/db"
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/db"),
+            "postgres://postgres@127.0.0.1/db"
+        );
     }
 }

@@ -103,13 +103,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for (n, name) in backends.iter().enumerate() {
         let run_id = format!("{}", n + 1);
-        let mut backend = match *name {
-            "sqlite" => Backend::sqlite(&work, &run_id)?,
-            _ => Backend::postgres(&work, &run_id, &args.postgres_url, &args.redis_url).await?,
+        let backend = match *name {
+            "sqlite" => Backend::sqlite(&work, &run_id),
+            _ => Backend::postgres(&work, &run_id, &args.postgres_url, &args.redis_url).await,
         };
-        let result = on_backend(&args, &scenarios, floor.as_ref(), &mut backend).await;
-        backend.clean_up().await;
-        reports.push(result?);
+        // A backend that cannot be set up or started is reported, and the others still run.
+        let report = match backend {
+            Ok(mut backend) => {
+                let result = on_backend(&args, &scenarios, floor.as_ref(), &mut backend).await;
+                backend.clean_up().await;
+                result.unwrap_or_else(|e| BackendReport::failed(backend_name(name), &e))
+            }
+            Err(e) => BackendReport::failed(backend_name(name), &e),
+        };
+        reports.push(report);
     }
     let targets = reports
         .iter()
@@ -145,6 +152,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     eprintln!("JSON report: {}", path.display());
     Ok(())
+}
+
+fn backend_name(name: &str) -> &'static str {
+    if name == "sqlite" {
+        "sqlite"
+    } else {
+        "postgres"
+    }
 }
 
 /// Starts the service on `backend`, runs the scenarios, stops it.

@@ -114,6 +114,21 @@ pub struct BackendReport {
     pub failures: Vec<String>,
 }
 
+impl BackendReport {
+    /// A backend that could not be measured at all.
+    pub fn failed(backend: &'static str, error: &anyhow::Error) -> Self {
+        eprintln!("{backend}: {error:#}");
+        Self {
+            backend,
+            startup_ms: f64::NAN,
+            postgres_version: None,
+            rows: Vec::new(),
+            soak: None,
+            failures: vec![format!("{error:#}")],
+        }
+    }
+}
+
 /// A target of the issue and whether the run met it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -217,11 +232,13 @@ pub fn check(b: &BackendReport, floor: Option<&Floor>, cores: usize) -> Vec<Chec
             peak <= bound,
         );
     }
-    add(
-        "start-up to ready <= 1 s".into(),
-        format!("{:.0} ms", b.startup_ms),
-        b.startup_ms <= 1000.0,
-    );
+    if b.startup_ms.is_finite() {
+        add(
+            "start-up to ready <= 1 s".into(),
+            format!("{:.0} ms", b.startup_ms),
+            b.startup_ms <= 1000.0,
+        );
+    }
     out
 }
 
@@ -266,8 +283,13 @@ pub fn markdown(r: &Report) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "### {}{pg}: start-up to ready {:.0} ms\n",
-            b.backend, b.startup_ms
+            "### {}{pg}: {}\n",
+            b.backend,
+            if b.startup_ms.is_finite() {
+                format!("start-up to ready {:.0} ms", b.startup_ms)
+            } else {
+                "not started".to_owned()
+            }
         );
         if !b.rows.is_empty() {
             let _ = writeln!(
@@ -408,5 +430,28 @@ mod tests {
                 .any(|c| c.target.starts_with("start-up") && c.met)
         );
         assert_eq!(errors(&BTreeMap::from([("503".to_owned(), 10)])), "10× 503");
+    }
+
+    #[test]
+    fn hashing_rows_are_compared_with_the_floor_by_rate_and_by_cpu() {
+        let mut m = measured();
+        m.hashing = true;
+        let floor = Floor {
+            hashes: 0,
+            seconds: 10.0,
+            hashes_per_second: 990.0,
+            cpu_seconds: 0.0,
+            hashes_per_cpu_second: 3960.0,
+            workers: 2,
+            argon2_cffi: String::new(),
+        };
+        let row = Row::new(&m, "200", Some(&floor));
+        // 495 ok/s of 990; 990 ok in 0.5 CPU-s = 1980 per CPU-s of 3960.
+        assert_eq!(row.floor_fraction, Some(0.5));
+        assert_eq!(row.floor_cpu_fraction, Some(0.5));
+        assert_eq!(
+            Row::new(&measured(), "200", Some(&floor)).floor_fraction,
+            None
+        );
     }
 }
