@@ -8,11 +8,42 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-/// The service's default Argon2id parameters (README, Settings: `AIDLC_ARGON2_*`), which the
-/// benchmark leaves as they are.
-pub const MEMORY_KIB: u32 = 19456;
-pub const ITERATIONS: u32 = 2;
-pub const PARALLELISM: u32 = 1;
+/// Argon2id parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// The README's defaults, used when the binary cannot be asked.
+const README_DEFAULTS: Params = Params {
+    memory_kib: 19456,
+    iterations: 2,
+    parallelism: 1,
+};
+
+impl Params {
+    /// The service's default parameters, which the benchmark leaves as they are: read from
+    /// `<binary> settings` (one JSON line per setting), so the floor follows the binary.
+    pub fn of(binary: &Path) -> Self {
+        let Ok(out) = Command::new(binary).arg("settings").output() else {
+            return README_DEFAULTS;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let default = |name: &str| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["name"] == name)
+                .and_then(|v| v["default"].as_str()?.parse().ok())
+        };
+        Self {
+            memory_kib: default("AIDLC_ARGON2_MEMORY_KIB").unwrap_or(README_DEFAULTS.memory_kib),
+            iterations: default("AIDLC_ARGON2_ITERATIONS").unwrap_or(README_DEFAULTS.iterations),
+            parallelism: default("AIDLC_ARGON2_PARALLELISM").unwrap_or(README_DEFAULTS.parallelism),
+        }
+    }
+}
 
 /// The floor's measurement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,11 +57,18 @@ pub struct Floor {
     pub hashes_per_cpu_second: f64,
     pub workers: u32,
     pub argon2_cffi: String,
+    /// The parameters it hashed with.
+    #[serde(default = "readme_defaults")]
+    pub params: Params,
+}
+
+fn readme_defaults() -> Params {
+    README_DEFAULTS
 }
 
 /// Creates (once) the venv under `target/tmp/bench-venv` from `bench/requirements.txt` and runs
 /// `bench/argon2_floor.py` in it with `workers` processes for `seconds`.
-pub fn measure(root: &Path, workers: u32, seconds: u64) -> anyhow::Result<Floor> {
+pub fn measure(root: &Path, params: Params, workers: u32, seconds: u64) -> anyhow::Result<Floor> {
     let venv = root.join("target/tmp/bench-venv");
     let python = venv.join("bin/python");
     let requirements = root.join("bench/requirements.txt");
@@ -49,7 +87,7 @@ pub fn measure(root: &Path, workers: u32, seconds: u64) -> anyhow::Result<Floor>
     }
     let output = Command::new(&python)
         .arg(root.join("bench/argon2_floor.py"))
-        .args([MEMORY_KIB, ITERATIONS, PARALLELISM].map(|v| v.to_string()))
+        .args([params.memory_kib, params.iterations, params.parallelism].map(|v| v.to_string()))
         .args([seconds.to_string(), workers.to_string()])
         .output()
         .context("running bench/argon2_floor.py")?;
@@ -59,7 +97,10 @@ pub fn measure(root: &Path, workers: u32, seconds: u64) -> anyhow::Result<Floor>
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    serde_json::from_slice(&output.stdout).context("reading argon2_floor.py's answer")
+    let mut floor: Floor =
+        serde_json::from_slice(&output.stdout).context("reading argon2_floor.py's answer")?;
+    floor.params = params;
+    Ok(floor)
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {

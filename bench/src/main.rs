@@ -80,12 +80,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let started_at = now_utc("+%Y-%m-%dT%H:%M:%SZ");
     let machine = machine::Machine::describe();
     let scenarios = args.scenarios();
+    let argon2 = floor::Params::of(&args.binary);
     let floor = if args.no_floor {
         None
     } else {
         eprintln!("measuring the Argon2 floor ({} s)", args.floor_seconds);
         let workers = u32::try_from(machine.nproc).unwrap_or(1);
-        match floor::measure(&root, workers, args.floor_seconds) {
+        match floor::measure(&root, argon2, workers, args.floor_seconds) {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("no Argon2 floor: {e:#}");
@@ -130,7 +131,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "generator_threads": args.threads,
         "users": args.users,
         "service_log": args.service_log,
-        "argon2": { "memory_kib": floor::MEMORY_KIB, "iterations": floor::ITERATIONS, "parallelism": floor::PARALLELISM },
+        "argon2": argon2,
     });
     let report = Report {
         command: command_line(),

@@ -267,9 +267,9 @@ pub fn markdown(r: &Report) -> String {
             s,
             "Argon2 floor (argon2-cffi {}, Argon2id m={} KiB t={} p={}, {} processes): **{:.1} hashes/s**, {:.1} hashes per CPU-second\n",
             f.argon2_cffi,
-            crate::floor::MEMORY_KIB,
-            crate::floor::ITERATIONS,
-            crate::floor::PARALLELISM,
+            f.params.memory_kib,
+            f.params.iterations,
+            f.params.parallelism,
             f.workers,
             f.hashes_per_second,
             f.hashes_per_cpu_second
@@ -444,6 +444,11 @@ mod tests {
             hashes_per_cpu_second: 3960.0,
             workers: 2,
             argon2_cffi: String::new(),
+            params: crate::floor::Params {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1,
+            },
         };
         let row = Row::new(&m, "200", Some(&floor));
         // 495 ok/s of 990; 990 ok in 0.5 CPU-s = 1980 per CPU-s of 3960.

@@ -173,8 +173,8 @@ fn startup_port(log: &Path) -> Option<u16> {
         .and_then(|p| u16::try_from(p).ok())
 }
 
-/// The last lines of the log, for an error message (the `log` transport is off at start-up,
-/// so no code is in them).
+/// The last lines of the log, for an error message (only start-up failures show them, and no
+/// mail, so no code, is sent before start-up completes).
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
