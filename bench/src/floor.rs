@@ -110,3 +110,21 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_binary_to_ask_the_readme_defaults_are_used() {
+        let params = Params::of(Path::new("/nonexistent/aidlc-auth"));
+        assert_eq!(
+            params,
+            Params {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+    }
+}
