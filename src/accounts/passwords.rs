@@ -58,7 +58,7 @@ impl Hasher {
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, AccountError> {
         let _permit = self.permit().await?;
         let (params, memory) = (self.params.clone(), self.memory.clone());
-        spawn_blocking_in_span(move || hash_blocking(&memory, &params, password.expose()))
+        self.run_blocking(move || hash_blocking(&memory, &params, password.expose()))
             .await?
             .map_err(AccountError::Unexpected)
     }
@@ -74,7 +74,7 @@ impl Hasher {
         let _permit = self.permit().await?;
         let (params, memory) = (self.params.clone(), self.memory.clone());
         let like = like.clone();
-        spawn_blocking_in_span(move || {
+        self.run_blocking(move || {
             let salt = argon2::PasswordHash::new(like.as_str())
                 .ok()
                 .and_then(|parsed| parsed.salt.map(|salt| salt.as_str().to_owned()))
@@ -102,7 +102,7 @@ impl Hasher {
         }
         let _permit = self.permit().await?;
         let memory = self.memory.clone();
-        spawn_blocking_in_span(move || {
+        self.run_blocking(move || {
             let mut computed: HashMap<&str, Option<argon2::password_hash::Output>> = HashMap::new();
             candidates.iter().position(|candidate| {
                 let phc = candidate.as_str();
@@ -138,7 +138,7 @@ impl Hasher {
         let is_real = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
         let (params, memory) = (self.params.clone(), self.memory.clone());
-        spawn_blocking_in_span(move || {
+        self.run_blocking(move || {
             let Ok(parsed) = argon2::PasswordHash::new(phc.as_str()) else {
                 return Ok(Verified::default());
             };
@@ -171,11 +171,12 @@ impl Hasher {
         let is_real = stored.is_some();
         let phc = stored.unwrap_or_else(|| (*self.dummy).clone());
         let memory = self.memory.clone();
-        let matched = spawn_blocking_in_span(move || {
-            let parsed = argon2::PasswordHash::new(phc.as_str()).ok()?;
-            Some(memory.verify(&parsed, password.expose_secret().as_bytes()))
-        })
-        .await?;
+        let matched = self
+            .run_blocking(move || {
+                let parsed = argon2::PasswordHash::new(phc.as_str()).ok()?;
+                Some(memory.verify(&parsed, password.expose_secret().as_bytes()))
+            })
+            .await?;
         Ok(is_real && matched.unwrap_or(false))
     }
 }
@@ -203,6 +204,26 @@ fn is_current(parsed: &argon2::PasswordHash<'_>, params: &Params) -> bool {
 }
 
 impl Hasher {
+    /// Runs Argon2 work on the blocking pool, then has its memory freed if it stays idle.
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let result = spawn_blocking_in_span(work).await;
+        self.release_idle_memory_later();
+        result
+    }
+
+    /// Frees Argon2 memory left idle once [`memory::IDLE_RELEASE`] has passed without another
+    /// hash taking it (called after each hash; a timer, not a request, does the freeing).
+    fn release_idle_memory_later(&self) {
+        let memory = self.memory.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(memory::IDLE_RELEASE).await;
+            memory.release_idle();
+        });
+    }
+
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AccountError> {
         let asked = std::time::Instant::now();
         let permit = tokio::time::timeout(MAX_QUEUE_WAIT, self.permits.acquire()).await;

@@ -5,9 +5,12 @@
 //! milliseconds of CPU per hash on top of Argon2 itself. Here each hash borrows a buffer from
 //! a small pool instead: at most one per hash running at once (the hasher's slots bound that),
 //! so the memory kept is what concurrent hashes would map anyway. A buffer is never read
-//! before Argon2 writes it, so a reused one needs no clearing.
+//! before Argon2 writes it, so a reused one needs no clearing. A buffer unused for
+//! [`IDLE_RELEASE`] is freed ([`Argon2Memory::release_idle`]), so a burst of logins does not
+//! leave the process holding its memory once the burst is over.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, ParamsString, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -15,9 +18,14 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::PasswordHash;
 
+/// How long a pooled buffer may sit unused before it is freed.
+pub(super) const IDLE_RELEASE: Duration = Duration::from_secs(2);
+
 /// Argon2's working memory, pooled.
 pub(super) struct Argon2Memory {
-    pool: Mutex<Vec<Vec<Block>>>,
+    /// Buffers and when each was last given back; the most recent is taken first, so the
+    /// others age out when fewer hashes run at once.
+    pool: Mutex<Vec<(Vec<Block>, Instant)>>,
     /// Buffers larger than this (grown for a hash made with heavier parameters) are dropped
     /// after use rather than kept.
     keep_blocks: usize,
@@ -39,6 +47,7 @@ impl Argon2Memory {
             .lock()
             .ok()
             .and_then(|mut pool| pool.pop())
+            .map(|(buffer, _)| buffer)
             .unwrap_or_default();
         if buffer.len() < blocks {
             buffer.resize(blocks, Block::default());
@@ -47,9 +56,16 @@ impl Argon2Memory {
         if buffer.len() <= self.keep_blocks
             && let Ok(mut pool) = self.pool.lock()
         {
-            pool.push(buffer);
+            pool.push((buffer, Instant::now()));
         }
         result
+    }
+
+    /// Frees the buffers unused for [`IDLE_RELEASE`] or longer.
+    pub(super) fn release_idle(&self) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.retain(|(_, returned)| returned.elapsed() < IDLE_RELEASE);
+        }
     }
 
     /// Argon2 of `password` with the algorithm, version, parameters and salt of `like` (its
@@ -144,6 +160,13 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(memory.pool.lock().unwrap().len(), 1, "one buffer kept");
+        memory.release_idle();
+        assert_eq!(memory.pool.lock().unwrap().len(), 1, "just used: kept");
+        if let Some((_, returned)) = memory.pool.lock().unwrap().first_mut() {
+            *returned -= IDLE_RELEASE;
+        }
+        memory.release_idle();
+        assert!(memory.pool.lock().unwrap().is_empty(), "idle: freed");
     }
 
     #[test]
