@@ -23,7 +23,7 @@ const BATCH: u32 = 8;
 /// so a burst of failures does not retry in lockstep.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Added to a batch's sends when leasing it, for the claim and the marks around them.
+/// Added to one send's bound when leasing a batch, for the claim and the marks around it.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// How the sender behaves (from the settings).
@@ -97,7 +97,10 @@ impl Dispatcher {
         }
         loop {
             let now = self.clock.now();
-            let lease = self.config.send_timeout * BATCH + LEASE_MARGIN;
+            // The batch's sends run at once, each within `send_timeout`, so one send's bound
+            // (plus the margin) covers the batch: a row whose sender died or could not record
+            // the delivery goes out again after this, not after the batch's sends end to end.
+            let lease = self.config.send_timeout + LEASE_MARGIN;
             let claimed = self
                 .store
                 .claim(&self.owner, now, now + lease, BATCH)

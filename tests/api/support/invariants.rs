@@ -18,9 +18,9 @@ const PENDING_WITHOUT_MAIL: &str = "SELECT email FROM users u WHERE status = 'pe
      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.recipient = u.email \
      AND o.kind = 'registration_code' AND o.status IN ('queued', 'sending', 'sent'))";
 
-/// The outbox's lease on a claimed mail with the default SMTP timeout: 10 s × 6 commands ×
-/// a batch of 8, plus 30 s (`email/dispatch.rs`).
-const MAIL_LEASE_SECS: u64 = 510;
+/// The outbox's lease on a claimed mail with the default SMTP timeout: one send's bound
+/// (10 s × 6 commands) plus 30 s (`email/dispatch.rs`).
+const MAIL_LEASE_SECS: u64 = 90;
 
 /// Checks every invariant after `outcome`'s traffic on `app` (every dependency answering
 /// again); panics naming the first that fails.
