@@ -194,6 +194,13 @@ impl App {
                 tokio::spawn(self.dispatcher.run(tasks_stopped.clone())),
             ),
         ];
+        if let Some(notices) = self.stores.revocation_notices.clone() {
+            let stopped = tasks_stopped.clone();
+            tasks.push((
+                "session revocation notices",
+                tokio::spawn(async move { notices.run(stopped).await }),
+            ));
+        }
         if let Some((listener, handle)) = self.metrics {
             let stopped = tasks_stopped.clone();
             tasks.push((

@@ -38,6 +38,12 @@ pub const RATE_LIMIT_CHECK: &str = "aidlc_auth_rate_limit_check_duration_seconds
 pub const DEPENDENCY_FAILURES: &str = "aidlc_auth_dependency_failures_total";
 /// Session events by `event` (`started`, `refreshed`, `revoked`, `reuse_detected`).
 pub const SESSIONS: &str = "aidlc_auth_sessions_total";
+/// Session reads by `result`: `hit` (answered from this instance's copy), `miss` (read from
+/// the database while the copy is on).
+pub const SESSION_CACHE: &str = "aidlc_auth_session_cache_reads_total";
+/// Whether this instance's session copy answers (1) or is off because revocation notices are
+/// not arriving (0); absent when the copy is not configured.
+pub const SESSION_CACHE_ARMED: &str = "aidlc_auth_session_cache_armed";
 /// Signing-key rotations this instance started.
 pub const KEY_ROTATIONS: &str = "aidlc_auth_signing_key_rotations_total";
 /// Mail in the outbox by `state` (`queued`, `sending`, `dead`), as of the last sweep.
@@ -188,6 +194,14 @@ fn describe() {
         "Sessions started, refreshed, revoked, and revoked on reuse"
     );
     describe_counter!(
+        SESSION_CACHE,
+        "Session reads answered from this instance's copy (hit) or the database (miss)"
+    );
+    describe_gauge!(
+        SESSION_CACHE_ARMED,
+        "1 while revocation notices arrive and the session copy answers, else 0"
+    );
+    describe_counter!(
         KEY_ROTATIONS,
         "Signing-key rotations started by this instance"
     );
@@ -306,6 +320,29 @@ pub fn sessions(event: SessionEvent, count: u64) {
         SessionEvent::ReuseDetected => "reuse_detected",
     };
     counter!(SESSIONS, "event" => event).increment(count);
+}
+
+/// How a session read was answered while the session copy is configured.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheOutcome {
+    /// From the copy.
+    Hit,
+    /// From the database.
+    Miss,
+}
+
+/// A session read was answered so.
+pub fn session_cache(outcome: CacheOutcome) {
+    let result = match outcome {
+        CacheOutcome::Hit => "hit",
+        CacheOutcome::Miss => "miss",
+    };
+    counter!(SESSION_CACHE, "result" => result).increment(1);
+}
+
+/// The session copy started (true) or stopped (false) answering.
+pub fn session_cache_armed(armed: bool) {
+    gauge!(SESSION_CACHE_ARMED).set(if armed { 1.0 } else { 0.0 });
 }
 
 /// This instance started a signing-key rotation.

@@ -9,6 +9,7 @@ use crate::domain::{
     UserStatus,
 };
 use crate::metrics::{self, SessionEvent};
+use crate::store::SessionRead;
 use crate::tokens::{AccessClaims, RefreshToken};
 
 /// A token pair just issued: shown to its owner once.
@@ -177,19 +178,28 @@ impl Accounts {
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, AccountError> {
         let claims = self.tokens.verify(access_token).await?;
-        let session_id = claims.sid;
         let now = self.clock.now();
-        let (session, user) = self
-            .stores
-            .sessions
-            .find_with_user(session_id)
-            .await?
-            .filter(|(s, u)| {
-                s.is_live(now, self.policy.session_idle_timeout)
-                    && u.status == UserStatus::Active
-                    && u.id == claims.sub
-            })
-            .ok_or(AccountError::Unauthenticated)?;
+        let good = |(s, u): &(Session, User)| {
+            s.is_live(now, self.policy.session_idle_timeout)
+                && u.status == UserStatus::Active
+                && u.id == claims.sub
+        };
+        let sessions = &self.stores.sessions;
+        let found = sessions
+            .find_with_user(claims.sid, SessionRead::MayBeCached)
+            .await?;
+        let found = match found {
+            Some(pair) if good(&pair) => Some(pair),
+            // A copy's `last_used_at` may predate a refresh on another instance: before
+            // refusing an idle session, the database has the last word. (Revocations, expiry
+            // and account changes are exact in a copy.)
+            Some((s, _)) if s.is_live(now, None) => sessions
+                .find_with_user(claims.sid, SessionRead::Fresh)
+                .await?
+                .filter(good),
+            _ => None,
+        };
+        let (session, user) = found.ok_or(AccountError::Unauthenticated)?;
         Ok(Authenticated {
             claims,
             session,

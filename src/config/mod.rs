@@ -307,6 +307,14 @@ pub struct Settings {
     /// Live sessions one user may hold; a new login ends the oldest.
     #[arg(long, env = "AIDLC_MAX_SESSIONS_PER_USER", default_value_t = 20)]
     pub max_sessions_per_user: u32,
+    /// How long an instance on PostgreSQL may answer an authenticated request from its copy of
+    /// the session instead of the database, seconds (0: off). Revocations reach every instance's
+    /// copy through PostgreSQL notifications at once; this bounds the copy's age regardless.
+    #[arg(long = "session-cache-seconds", env = "AIDLC_SESSION_CACHE_SECONDS", default_value = "10", value_parser = off_or_seconds)]
+    pub session_cache_ttl: OffOrSeconds,
+    /// Sessions an instance keeps a copy of at most.
+    #[arg(long, env = "AIDLC_SESSION_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub session_cache_entries: usize,
     /// Proxies whose `X-Forwarded-For` entries are believed, as comma-separated CIDRs (the
     /// VPC range of the ALB); empty: the socket peer is the client.
     #[arg(long, env = "AIDLC_TRUSTED_PROXIES")]
@@ -530,6 +538,8 @@ impl fmt::Debug for Settings {
             .field("key_reload_interval", &self.key_reload_interval)
             .field("pending_account_ttl", &self.pending_account_ttl)
             .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field("session_cache_ttl", &self.session_cache_ttl)
+            .field("session_cache_entries", &self.session_cache_entries)
             .field(
                 "trusted_proxies",
                 &self.trusted_proxies.as_ref().map(TrustedProxies::ranges),

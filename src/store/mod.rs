@@ -10,6 +10,7 @@ mod events;
 pub mod limits;
 mod outbox;
 mod redis;
+pub(crate) mod session_cache;
 mod sql;
 
 use std::future::Future;
@@ -244,8 +245,14 @@ pub trait SessionStore: Send + Sync {
     /// The session with `id`, revoked or not.
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>>;
     /// The session with `id`, revoked or not, and its account, in one read: every
-    /// authenticated request asks for both.
-    async fn find_with_user(&self, id: SessionId) -> StoreResult<Option<(Session, User)>>;
+    /// authenticated request asks for both. With [`SessionRead::MayBeCached`] a live session
+    /// may come from this instance's recent copy (see `store/session_cache.rs`): revoked
+    /// sessions never do, but its `last_used_at` may be older than the database's.
+    async fn find_with_user(
+        &self,
+        id: SessionId,
+        read: SessionRead,
+    ) -> StoreResult<Option<(Session, User)>>;
     /// Exchanges the refresh token with digest `presented` for `successor` (the digest the
     /// caller derived from the presented token), atomically: of concurrent exchanges of one
     /// token, one rotates and the others see `Replayed` (within the grace window) or
@@ -285,6 +292,22 @@ pub trait SessionStore: Send + Sync {
         used_after: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<u64>;
+}
+
+/// Where [`SessionStore::find_with_user`] may answer from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRead {
+    /// This instance's recent copy will do.
+    MayBeCached,
+    /// The database itself.
+    Fresh,
+}
+
+/// Work a store needs done for as long as the service runs.
+#[async_trait]
+pub trait Background: Send + Sync {
+    /// Runs until `stopped` turns true.
+    async fn run(&self, stopped: tokio::sync::watch::Receiver<bool>);
 }
 
 /// An access-token signing key as stored.
@@ -422,6 +445,8 @@ pub struct Stores {
     pub limiter: Arc<dyn RateLimiter>,
     /// The audit trail (SQL).
     pub events: Arc<dyn AuthEventStore>,
+    /// Follows the notices that keep the session copy honest, when there is one.
+    pub revocation_notices: Option<Arc<dyn Background>>,
 }
 
 impl Stores {
@@ -444,6 +469,7 @@ impl Stores {
             outbox: sql.outbox,
             limiter: sql_limiter.clone(),
             events: sql.events,
+            revocation_notices: sql.revocation_notices,
         };
         let mut shared_limiter = sql_limiter;
         if let Some(url) = &settings.redis_url {

@@ -26,6 +26,7 @@ mod recovery;
 mod refresh;
 mod registration;
 mod response_headers;
+mod session_cache;
 mod session_management;
 mod sessions;
 mod shutdown;

@@ -9,6 +9,7 @@ mod keys;
 mod limits;
 mod outbox;
 mod postgres;
+mod revocations;
 #[cfg(feature = "aws")]
 mod rotation;
 mod secrets;
@@ -32,11 +33,13 @@ use time::{OffsetDateTime, UtcOffset};
 pub use self::at_rest::RewrapCounts;
 use self::at_rest::SqlKeyStore;
 use super::limits::RateLimiter;
+use super::session_cache::SessionCache;
 use super::{
-    AuthEventStore, CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore, SessionStore,
-    StoreError, StoreResult, Sweep, SweepCutoffs, UserStore, bounded,
+    AuthEventStore, Background, CodeStore, KeyStore, OutboxStore, Ping, SWEEP_BATCH, SecretStore,
+    SessionStore, StoreError, StoreResult, Sweep, SweepCutoffs, UserStore, bounded,
 };
 use crate::config::{DatabaseKind, Settings};
+use crate::domain::{SessionId, UserId};
 
 /// The connection pool of whichever database is configured.
 #[derive(Clone)]
@@ -128,6 +131,9 @@ pub(crate) struct SqlStore {
     pub(crate) timeout: Duration,
     /// Fresh credentials for when PostgreSQL rejects the password (a rotated secret).
     pub(crate) reauth: Option<Arc<dyn Reauthenticate>>,
+    /// Copies of sessions just read (PostgreSQL, when configured): every revocation through
+    /// this store forgets its entries before it returns.
+    pub(crate) session_cache: Option<Arc<SessionCache>>,
 }
 
 /// Installs fresh database credentials in the pool when the server rejected the password.
@@ -152,6 +158,20 @@ fn is_rejected_password(e: &anyhow::Error) -> bool {
 }
 
 impl SqlStore {
+    /// This instance revoked the session (or may have): its copy goes.
+    pub(crate) fn forget_session(&self, id: SessionId) {
+        if let Some(cache) = &self.session_cache {
+            cache.forget_session(id);
+        }
+    }
+
+    /// The account changed, or some of its sessions ended: every copy of theirs goes.
+    pub(crate) fn forget_user(&self, id: UserId) {
+        if let Some(cache) = &self.session_cache {
+            cache.forget_user(id);
+        }
+    }
+
     /// Runs `op` under the dependency timeout like [`bounded`]. When PostgreSQL rejected the
     /// password, `op` ran nothing on that connection (authentication comes first): the
     /// credentials are read again and `op` runs once more, so the request that meets a rotated
@@ -195,6 +215,8 @@ pub(crate) struct SqlHandles {
     pub sealed: Arc<SqlKeyStore>,
     store: Arc<SqlStore>,
     pub events: Arc<dyn AuthEventStore>,
+    /// Keeps the session copy honest (PostgreSQL with the copy configured).
+    pub revocation_notices: Option<Arc<dyn Background>>,
 }
 
 impl SqlHandles {
@@ -208,7 +230,18 @@ impl SqlHandles {
     }
 
     fn new(store: Arc<SqlStore>, sealed: Arc<SqlKeyStore>) -> Self {
+        let revocation_notices = match (&store.pool, &store.session_cache) {
+            (SqlPool::Postgres(pool), Some(cache)) => {
+                Some(Arc::new(revocations::RevocationNotices {
+                    pool: pool.clone(),
+                    cache: cache.clone(),
+                    timeout: store.timeout,
+                }) as Arc<dyn Background>)
+            }
+            _ => None,
+        };
         Self {
+            revocation_notices,
             users: store.clone(),
             codes: store.clone(),
             sessions: store.clone(),

@@ -2,6 +2,7 @@
 //! secret.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use super::{SqlPool, SqlStore};
 use crate::config::{DatabaseCa, DatabaseTls, Settings, redact_url};
+use crate::store::session_cache::SessionCache;
 
 /// Connects, checks the server answers, and applies `migrations/postgres`. With
 /// `AIDLC_DB_SECRET_ARN` the pool reads that secret again when the password is rejected.
@@ -46,10 +48,15 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
         .await
         .context("applying PostgreSQL migrations")?;
     tracing::info!(database = %redact_url(url), database_tls = tls.as_str(), "DB connection URL created: PostgreSQL connected and migrated");
+    let session_cache = settings
+        .session_cache_ttl
+        .filter(|_| settings.session_cache_entries > 0)
+        .map(|ttl| Arc::new(SessionCache::new(ttl, settings.session_cache_entries)));
     Ok(SqlStore {
         reauth: reauthentication(settings, &pool).await,
         pool: SqlPool::Postgres(pool),
         timeout,
+        session_cache,
     })
 }
 

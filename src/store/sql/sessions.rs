@@ -10,7 +10,8 @@ use crate::domain::{
     NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit, User,
     UserId, judge_refresh,
 };
-use crate::store::{SessionStore, StoreError, StoreResult};
+use crate::metrics::{self, CacheOutcome};
+use crate::store::{SessionRead, SessionStore, StoreError, StoreResult};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -124,53 +125,59 @@ impl SessionStore for SqlStore {
         limit: SessionLimit,
     ) -> StoreResult<u64> {
         let others = i64::from(limit.max_per_user.saturating_sub(1));
-        self.run("creating session", move || async move {
-            let mut tx = self.pool.begin().await?;
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(LOCK_USER)
-                    .bind(session.user_id.0)
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(INSERT_SESSION)
-                    .bind(session.id.0)
-                    .bind(session.user_id.0)
-                    .bind(DbTime(session.created_at))
-                    .bind(DbTime(session.expires_at))
-                    .bind(DbTime(session.last_used_at))
-                    .bind(session.user_agent.as_deref())
-                    .bind(session.ip.as_deref())
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(INSERT_REFRESH)
-                    .bind(refresh_digest)
-                    .bind(session.id.0)
-                    .bind(0_i32)
-                    .bind(DbTime(session.created_at))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            let ended = sql_tx!(&mut tx, |db| {
-                sqlx::query(END_OLDEST)
-                    .bind(session.user_id.0)
-                    .bind(DbTime(session.created_at))
-                    .bind(DbTime(limit.used_after))
-                    .bind(others)
-                    .bind(session.id.0)
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
-            })?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(ended)
-        })
-        .await
+        let ended = self
+            .run("creating session", move || async move {
+                let mut tx = self.pool.begin().await?;
+                sql_tx!(&mut tx, |db| {
+                    sqlx::query(LOCK_USER)
+                        .bind(session.user_id.0)
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
+                sql_tx!(&mut tx, |db| {
+                    sqlx::query(INSERT_SESSION)
+                        .bind(session.id.0)
+                        .bind(session.user_id.0)
+                        .bind(DbTime(session.created_at))
+                        .bind(DbTime(session.expires_at))
+                        .bind(DbTime(session.last_used_at))
+                        .bind(session.user_agent.as_deref())
+                        .bind(session.ip.as_deref())
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
+                sql_tx!(&mut tx, |db| {
+                    sqlx::query(INSERT_REFRESH)
+                        .bind(refresh_digest)
+                        .bind(session.id.0)
+                        .bind(0_i32)
+                        .bind(DbTime(session.created_at))
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
+                let ended = sql_tx!(&mut tx, |db| {
+                    sqlx::query(END_OLDEST)
+                        .bind(session.user_id.0)
+                        .bind(DbTime(session.created_at))
+                        .bind(DbTime(limit.used_after))
+                        .bind(others)
+                        .bind(session.id.0)
+                        .execute(db)
+                        .await
+                        .map(|done| done.rows_affected())
+                })?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(ended)
+            })
+            .await;
+        if !matches!(ended, Ok(0)) {
+            // The per-user limit ended some (or, after an error, may have).
+            self.forget_user(session.user_id);
+        }
+        ended
     }
 
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>> {
@@ -187,7 +194,20 @@ impl SessionStore for SqlStore {
         Ok(row.map(Session::from))
     }
 
-    async fn find_with_user(&self, id: SessionId) -> StoreResult<Option<(Session, User)>> {
+    async fn find_with_user(
+        &self,
+        id: SessionId,
+        read: SessionRead,
+    ) -> StoreResult<Option<(Session, User)>> {
+        let cache = self.session_cache.as_ref();
+        if read == SessionRead::MayBeCached
+            && let Some(hit) = cache.and_then(|c| c.get(id))
+        {
+            metrics::session_cache(CacheOutcome::Hit);
+            return Ok(Some(hit));
+        }
+        // Taken before the read: a revocation committed while it runs keeps its answer out.
+        let ticket = cache.map(|c| c.ticket());
         let row = self
             .run("finding session and account", move || async move {
                 sql!(&self.pool, |db| {
@@ -198,7 +218,14 @@ impl SessionStore for SqlStore {
                 })
             })
             .await?;
-        row.map(<(Session, User)>::try_from).transpose()
+        let found = row.map(<(Session, User)>::try_from).transpose()?;
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
+            metrics::session_cache(CacheOutcome::Miss);
+            if let Some((session, user)) = &found {
+                cache.put(ticket, session, user);
+            }
+        }
+        Ok(found)
     }
 
     async fn exchange(
@@ -208,124 +235,129 @@ impl SessionStore for SqlStore {
         now: OffsetDateTime,
         rules: RefreshRules,
     ) -> StoreResult<Rotation> {
-        self.run("rotating refresh token", move || async move {
-            let mut tx = self.pool.begin().await?;
-            let claimed: Option<(Uuid, i32)> = sql_tx!(&mut tx, |db| {
-                sqlx::query_as(CLAIM_REFRESH)
-                    .bind(presented)
-                    .bind(DbTime(now))
-                    .fetch_optional(db)
-                    .await
-            })?;
-            if let Some((session_id, generation)) = claimed {
-                let session = sql_tx!(&mut tx, |db| {
+        let rotation = self
+            .run("rotating refresh token", move || async move {
+                let mut tx = self.pool.begin().await?;
+                let claimed: Option<(Uuid, i32)> = sql_tx!(&mut tx, |db| {
+                    sqlx::query_as(CLAIM_REFRESH)
+                        .bind(presented)
+                        .bind(DbTime(now))
+                        .fetch_optional(db)
+                        .await
+                })?;
+                if let Some((session_id, generation)) = claimed {
+                    let session = sql_tx!(&mut tx, |db| {
+                        sqlx::query_as::<_, SessionRow>(FIND_SESSION)
+                            .bind(session_id)
+                            .fetch_optional(db)
+                            .await
+                    })?
+                    .map(Session::from);
+                    let rotation = judge_refresh(
+                        PresentedRefresh::Claimed,
+                        session,
+                        None,
+                        successor,
+                        now,
+                        rules,
+                    );
+                    if !matches!(rotation, Rotation::Rotated(_)) {
+                        tx.rollback().await?;
+                        return Ok(rotation);
+                    }
+                    sql_tx!(&mut tx, |db| {
+                        sqlx::query(INSERT_REFRESH)
+                            .bind(successor)
+                            .bind(session_id)
+                            .bind(generation + 1)
+                            .bind(DbTime(now))
+                            .execute(db)
+                            .await
+                            .map(drop)
+                    })?;
+                    sql_tx!(&mut tx, |db| {
+                        sqlx::query(TOUCH_SESSION)
+                            .bind(session_id)
+                            .bind(DbTime(now))
+                            .execute(db)
+                            .await
+                            .map(drop)
+                    })?;
+                    tx.commit().await?;
+                    return Ok(rotation);
+                }
+                tx.rollback().await?;
+
+                // Not the current token: unknown, a replay within the grace window, or reuse.
+                let used: Option<(Uuid, i32, Option<DbTime>)> = sql!(&self.pool, |db| {
+                    sqlx::query_as(FIND_REFRESH)
+                        .bind(presented)
+                        .fetch_optional(db)
+                        .await
+                })?;
+                let Some((session_id, generation, used_at)) = used else {
+                    return Ok(judge_refresh(
+                        PresentedRefresh::Unknown,
+                        None,
+                        None,
+                        successor,
+                        now,
+                        rules,
+                    ));
+                };
+                let session = sql!(&self.pool, |db| {
                     sqlx::query_as::<_, SessionRow>(FIND_SESSION)
                         .bind(session_id)
                         .fetch_optional(db)
                         .await
                 })?
                 .map(Session::from);
+                // A dead session's tokens are refused whatever comes next: no need to load it.
+                let live = session
+                    .as_ref()
+                    .is_some_and(|s| s.is_live(now, rules.idle_timeout));
+                let next: Option<(String, Option<DbTime>)> = if live {
+                    sql!(&self.pool, |db| {
+                        sqlx::query_as(FIND_GENERATION)
+                            .bind(session_id)
+                            .bind(generation + 1)
+                            .fetch_optional(db)
+                            .await
+                    })?
+                } else {
+                    None
+                };
                 let rotation = judge_refresh(
-                    PresentedRefresh::Claimed,
+                    PresentedRefresh::Retired {
+                        used_at: used_at.map(|t| t.0),
+                    },
                     session,
-                    None,
+                    next.as_ref().map(|(digest, used_at)| NextRefresh {
+                        digest,
+                        used_at: used_at.map(|t| t.0),
+                    }),
                     successor,
                     now,
                     rules,
                 );
-                if !matches!(rotation, Rotation::Rotated(_)) {
-                    tx.rollback().await?;
-                    return Ok(rotation);
+                if let Rotation::ReuseDetected { session_id, .. } = &rotation {
+                    sql!(&self.pool, |db| {
+                        sqlx::query(REVOKE_FAMILY)
+                            .bind(session_id.0)
+                            .bind(DbTime(now))
+                            .bind("refresh_token_reuse")
+                            .execute(db)
+                            .await
+                            .map(drop)
+                    })?;
                 }
-                sql_tx!(&mut tx, |db| {
-                    sqlx::query(INSERT_REFRESH)
-                        .bind(successor)
-                        .bind(session_id)
-                        .bind(generation + 1)
-                        .bind(DbTime(now))
-                        .execute(db)
-                        .await
-                        .map(drop)
-                })?;
-                sql_tx!(&mut tx, |db| {
-                    sqlx::query(TOUCH_SESSION)
-                        .bind(session_id)
-                        .bind(DbTime(now))
-                        .execute(db)
-                        .await
-                        .map(drop)
-                })?;
-                tx.commit().await?;
-                return Ok(rotation);
-            }
-            tx.rollback().await?;
-
-            // Not the current token: unknown, a replay within the grace window, or reuse.
-            let used: Option<(Uuid, i32, Option<DbTime>)> = sql!(&self.pool, |db| {
-                sqlx::query_as(FIND_REFRESH)
-                    .bind(presented)
-                    .fetch_optional(db)
-                    .await
-            })?;
-            let Some((session_id, generation, used_at)) = used else {
-                return Ok(judge_refresh(
-                    PresentedRefresh::Unknown,
-                    None,
-                    None,
-                    successor,
-                    now,
-                    rules,
-                ));
-            };
-            let session = sql!(&self.pool, |db| {
-                sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                    .bind(session_id)
-                    .fetch_optional(db)
-                    .await
-            })?
-            .map(Session::from);
-            // A dead session's tokens are refused whatever comes next: no need to load it.
-            let live = session
-                .as_ref()
-                .is_some_and(|s| s.is_live(now, rules.idle_timeout));
-            let next: Option<(String, Option<DbTime>)> = if live {
-                sql!(&self.pool, |db| {
-                    sqlx::query_as(FIND_GENERATION)
-                        .bind(session_id)
-                        .bind(generation + 1)
-                        .fetch_optional(db)
-                        .await
-                })?
-            } else {
-                None
-            };
-            let rotation = judge_refresh(
-                PresentedRefresh::Retired {
-                    used_at: used_at.map(|t| t.0),
-                },
-                session,
-                next.as_ref().map(|(digest, used_at)| NextRefresh {
-                    digest,
-                    used_at: used_at.map(|t| t.0),
-                }),
-                successor,
-                now,
-                rules,
-            );
-            if let Rotation::ReuseDetected { session_id, .. } = &rotation {
-                sql!(&self.pool, |db| {
-                    sqlx::query(REVOKE_FAMILY)
-                        .bind(session_id.0)
-                        .bind(DbTime(now))
-                        .bind("refresh_token_reuse")
-                        .execute(db)
-                        .await
-                        .map(drop)
-                })?;
-            }
-            Ok::<_, sqlx::Error>(rotation)
-        })
-        .await
+                Ok::<_, sqlx::Error>(rotation)
+            })
+            .await?;
+        if let Rotation::ReuseDetected { session_id, .. } = &rotation {
+            self.forget_session(*session_id);
+        }
+        Ok(rotation)
     }
 
     async fn list(
@@ -371,8 +403,10 @@ impl SessionStore for SqlStore {
                         .map(|done| done.rows_affected())
                 })
             })
-            .await?;
-        Ok(revoked == 1)
+            .await;
+        // Whatever the answer: a revocation that timed out may still have committed.
+        self.forget_session(id);
+        Ok(revoked? == 1)
     }
 
     async fn revoke_all(
@@ -383,19 +417,22 @@ impl SessionStore for SqlStore {
         used_after: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<u64> {
-        self.run("revoking sessions", move || async move {
-            sql!(&self.pool, |db| {
-                sqlx::query(REVOKE_ALL)
-                    .bind(user_id.0)
-                    .bind(DbTime(now))
-                    .bind(reason)
-                    .bind(keep.map_or(Uuid::nil(), |id| id.0))
-                    .bind(DbTime(used_after))
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
+        let ended = self
+            .run("revoking sessions", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query(REVOKE_ALL)
+                        .bind(user_id.0)
+                        .bind(DbTime(now))
+                        .bind(reason)
+                        .bind(keep.map_or(Uuid::nil(), |id| id.0))
+                        .bind(DbTime(used_after))
+                        .execute(db)
+                        .await
+                        .map(|done| done.rows_affected())
+                })
             })
-        })
-        .await
+            .await;
+        self.forget_user(user_id);
+        ended
     }
 }

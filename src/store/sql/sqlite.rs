@@ -42,6 +42,9 @@ pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
     Ok(SqlStore {
         pool: SqlPool::Sqlite(pool),
         reauth: None,
+        // Other processes may share the file, and nothing would tell this one of their
+        // revocations; a read here costs no network round trip anyway.
+        session_cache: None,
         timeout: settings
             .dependency_timeout
             .max(std::time::Duration::from_secs(5)),

@@ -276,7 +276,7 @@ impl UserStore for SqlStore {
         mail: &OutboxMail,
         event: &AuthEvent,
     ) -> StoreResult<Option<u64>> {
-        bounded(self.timeout, "setting password", async {
+        let ended = bounded(self.timeout, "setting password", async {
             let mut tx = self.pool.begin().await?;
             let updated = sql_tx!(&mut tx, |db| {
                 sqlx::query(SET_PASSWORD)
@@ -306,7 +306,10 @@ impl UserStore for SqlStore {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(ended))
         })
-        .await
+        .await;
+        // The password (a copy holds its hash) and the sessions ended with it.
+        self.forget_user(change.user_id);
+        ended
     }
 
     async fn upgrade_password_hash(
@@ -328,7 +331,8 @@ impl UserStore for SqlStore {
                     .map(|done| done.rows_affected())
             })
         })
-        .await?;
-        Ok(updated == 1)
+        .await;
+        self.forget_user(id);
+        Ok(updated? == 1)
     }
 }
