@@ -15,14 +15,23 @@ use tokio::time::Instant;
 
 use crate::accounts::{Accounts, CodeHasher, Deps, Hasher, Policy};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{EmailTransport, Settings};
+use crate::config::Settings;
 use crate::domain::{CommonPasswords, PasswordPolicy};
-use crate::email::{
-    DispatchConfig, Dispatcher, EmailSender, LogSender, Outbox, SmtpSender, Templates,
-};
+use crate::email::{Dispatcher, EmailSender, Outbox};
 use crate::http::{self, AppState};
-use crate::store::{Stores, SweepCutoffs, shared_secret};
+use crate::store::{Stores, shared_secret};
 use crate::tokens::{KeyRing, KeyRingConfig};
+
+mod commands;
+mod mail;
+mod sweep;
+
+pub use commands::{
+    outbox_counts, retry_dead_mail, revoke_signing_key, rewrap_keys, rotate_signing_key,
+};
+use mail::dispatch_config;
+pub use mail::mailer;
+use sweep::sweep_forever;
 
 /// Replacements for the production collaborators (tests use a manual clock and a mailbox).
 #[derive(Default, Clone)]
@@ -298,119 +307,6 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The configured mail transport. An SMTP server that fails its start-up check is only warned
-/// about (it may come up after us; each send reports its own failure).
-pub async fn mailer(settings: &Settings) -> anyhow::Result<Arc<dyn EmailSender>> {
-    let templates = Templates::new().context("compiling the mail templates")?;
-    Ok(match (settings.email_transport, &settings.smtp_url) {
-        (EmailTransport::Log, _) => {
-            if settings.environment.is_deployed() {
-                // Allowed explicitly (AIDLC_ALLOW_LOG_EMAIL), still worth a line at every start.
-                tracing::warn!(
-                    "the log mail transport writes codes to the log; use it only in development"
-                );
-            }
-            Arc::new(LogSender::new(templates))
-        }
-        (EmailTransport::Smtp, Some(url)) => {
-            let smtp =
-                SmtpSender::new(url, &settings.email_from, settings.smtp_timeout, templates)?;
-            smtp.check().await;
-            Arc::new(smtp)
-        }
-        // Settings::validate refuses this; say so rather than fall back to the log.
-        (EmailTransport::Smtp, None) => {
-            anyhow::bail!("AIDLC_EMAIL_TRANSPORT=smtp needs AIDLC_SMTP_URL")
-        }
-        #[cfg(feature = "aws")]
-        (EmailTransport::Ses, _) => {
-            let config = crate::aws::sdk_config(settings).await;
-            let ses = crate::email::SesSender::new(&config, &settings.email_from, templates)?;
-            ses.check().await;
-            Arc::new(ses)
-        }
-        // Settings::validate refuses this too.
-        #[cfg(not(feature = "aws"))]
-        (EmailTransport::Ses, _) => anyhow::bail!(
-            "AIDLC_EMAIL_TRANSPORT=ses needs a build with `cargo build --release --features aws`"
-        ),
-    })
-}
-
-/// The outbox sender's settings. A send may take several SMTP commands, each bounded by the
-/// SMTP timeout.
-fn dispatch_config(settings: &Settings) -> DispatchConfig {
-    DispatchConfig {
-        poll: settings.outbox_poll,
-        max_attempts: settings.outbox_max_attempts,
-        send_timeout: settings.smtp_timeout * SMTP_COMMANDS_PER_SEND,
-    }
-}
-
-/// Commands of one SMTP send (connect, EHLO, MAIL, RCPT, DATA, body) each bounded by the
-/// SMTP timeout.
-const SMTP_COMMANDS_PER_SEND: u32 = 6;
-
-/// How long finished outbox rows (sent, dead, expired) are kept, for `aidlc-auth outbox`.
-const OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Deletes expired SQL codes, cooldowns, sessions, signing keys no longer published, and
-/// pending accounts never verified, finished outbox rows, audit events past their retention
-/// (Redis expires its own keys).
-async fn sweep_forever(
-    stores: Stores,
-    clock: Arc<dyn Clock>,
-    every: Duration,
-    key_window: Duration,
-    pending_ttl: Duration,
-    event_retention: Duration,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopped.wait_for(|s| *s) => return,
-        }
-        let now = clock.now();
-        let cutoffs = SweepCutoffs {
-            now,
-            keys_retired_before: now - key_window,
-            pending_before: now - pending_ttl,
-            outbox_finished_before: now - OUTBOX_RETENTION,
-            events_before: now - event_retention,
-        };
-        match stores.sweeper.sweep_expired(cutoffs).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::debug!(removed, "swept expired rows"),
-            Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
-        }
-        log_outbox_depth(&stores, now).await;
-    }
-}
-
-/// The outbox's depth and the age of its oldest queued mail, once a sweep, as gauges and in the
-/// log: INFO while mail is waiting or dead (what an operator alarms on), DEBUG when it is
-/// empty.
-async fn log_outbox_depth(stores: &Stores, now: time::OffsetDateTime) {
-    let counts = stores.outbox.counts(now).await;
-    if let Ok(c) = &counts {
-        crate::metrics::outbox(c);
-    }
-    match counts {
-        Ok(c) if c.queued + c.sending + c.dead > 0 => tracing::info!(
-            queued = c.queued,
-            sending = c.sending,
-            dead = c.dead,
-            oldest_queued_secs = c.oldest_queued.map(|d| d.as_secs()),
-            "mail outbox depth"
-        ),
-        Ok(c) => tracing::debug!(sent = c.sent, expired = c.expired, "mail outbox empty"),
-        Err(e) => tracing::warn!(error = %e, "reading the mail outbox depth failed"),
-    }
-}
-
 /// Name of the shared key that derives each refresh token's successor.
 const REFRESH_SECRET_NAME: &str = "refresh-successor-key";
 
@@ -423,44 +319,4 @@ pub fn key_ring_config(settings: &Settings, issuer: String) -> KeyRingConfig {
         reload_interval: settings.key_reload_interval,
         rotation_interval: settings.key_rotation_interval,
     }
-}
-
-/// `aidlc-auth outbox`: rows per state and the oldest queued mail's age.
-pub async fn outbox_counts(settings: &Settings) -> anyhow::Result<crate::store::OutboxCounts> {
-    let outbox = crate::store::connect_outbox_store(settings).await?;
-    Ok(outbox.counts(SystemClock.now()).await?)
-}
-
-/// `aidlc-auth outbox retry-dead`: queues every dead mail whose code has not expired again,
-/// with a fresh count of attempts (after fixing what killed them, e.g. the SMTP credentials).
-/// The running instances send them within their poll interval. Returns how many.
-pub async fn retry_dead_mail(settings: &Settings) -> anyhow::Result<u64> {
-    let outbox = crate::store::connect_outbox_store(settings).await?;
-    Ok(outbox.retry_dead(SystemClock.now()).await?)
-}
-
-/// `aidlc-auth keys rotate`: a new signing key, published now and signing once every instance
-/// and verifier has seen it; the old one stays published until the tokens it signed have
-/// expired. Returns the new key.
-pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<crate::store::StoredKey> {
-    let keys = crate::store::connect_key_store(settings).await?;
-    // Rotation only stores a key: the issuer it will sign for does not matter here.
-    let config = key_ring_config(settings, String::new());
-    crate::tokens::publish_next_key(keys.as_ref(), &SystemClock, &config).await
-}
-
-/// `aidlc-auth keys revoke <kid>`: for a key that has leaked. It stops signing and leaves the
-/// JWKS at once in the shared store, a new key signs from now, and every instance refuses
-/// tokens with that `kid` after its next key reload. Returns the `kid` that signs now, or None
-/// when no published key has `kid`.
-pub async fn revoke_signing_key(settings: &Settings, kid: &str) -> anyhow::Result<Option<String>> {
-    let keys = crate::store::connect_key_store(settings).await?;
-    crate::tokens::revoke_key(keys.as_ref(), &SystemClock, kid).await
-}
-
-/// `aidlc-auth keys rewrap`: every stored private key and server secret sealed again under the
-/// current key-encryption key, in one transaction; after it the previous key can be removed
-/// (run it once every instance runs with the new key, so none writes under the old one).
-pub async fn rewrap_keys(settings: &Settings) -> anyhow::Result<crate::store::RewrapCounts> {
-    crate::store::rewrap_keys(settings).await
 }
