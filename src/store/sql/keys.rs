@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::at_rest::SqlKeyStore;
 use super::{DbTime, SqlTx, sql, sql_tx};
 use crate::store::at_rest::Table;
-use crate::store::{KeyRevocation, KeyStore, StoreError, StoreResult, StoredKey, bounded};
+use crate::store::{KeyRevocation, KeyStore, StoreError, StoreResult, StoredKey};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -78,15 +78,17 @@ impl SqlKeyStore {
 #[async_trait]
 impl KeyStore for SqlKeyStore {
     async fn published(&self, retired_after: OffsetDateTime) -> StoreResult<Vec<StoredKey>> {
-        let rows = bounded(self.sql.timeout, "loading signing keys", async {
-            sql!(&self.sql.pool, |db| {
-                sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
-                    .bind(DbTime(retired_after))
-                    .fetch_all(db)
-                    .await
+        let rows = self
+            .sql
+            .run("loading signing keys", move || async move {
+                sql!(&self.sql.pool, |db| {
+                    sqlx::query_as::<_, KeyRow>(PUBLISHED_KEYS)
+                        .bind(DbTime(retired_after))
+                        .fetch_all(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         rows.into_iter()
             .map(|r| {
                 let private_key = self
@@ -110,31 +112,32 @@ impl KeyStore for SqlKeyStore {
     }
 
     async fn publish_next(&self, current: Option<&str>, new: &StoredKey) -> StoreResult<bool> {
-        bounded(self.sql.timeout, "rotating signing key", async {
-            let mut tx = self.sql.pool.begin().await?;
-            if let Some(current) = current {
-                let retired = sql_tx!(&mut tx, |db| {
-                    sqlx::query(RETIRE_CURRENT)
-                        .bind(current)
-                        .bind(DbTime(new.activates_at))
-                        .execute(db)
-                        .await
-                        .map(|done| done.rows_affected())
-                })?;
-                if retired != 1 {
+        self.sql
+            .run("rotating signing key", move || async move {
+                let mut tx = self.sql.pool.begin().await?;
+                if let Some(current) = current {
+                    let retired = sql_tx!(&mut tx, |db| {
+                        sqlx::query(RETIRE_CURRENT)
+                            .bind(current)
+                            .bind(DbTime(new.activates_at))
+                            .execute(db)
+                            .await
+                            .map(|done| done.rows_affected())
+                    })?;
+                    if retired != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                let inserted = self.insert_key(&mut tx, new, new.activates_at).await?;
+                if inserted != 1 {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-            }
-            let inserted = self.insert_key(&mut tx, new, new.activates_at).await?;
-            if inserted != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(true)
-        })
-        .await
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(true)
+            })
+            .await
     }
 
     async fn revoke(
@@ -143,43 +146,44 @@ impl KeyStore for SqlKeyStore {
         now: OffsetDateTime,
         replacement: &StoredKey,
     ) -> StoreResult<KeyRevocation> {
-        bounded(self.sql.timeout, "revoking signing key", async {
-            let mut tx = self.sql.pool.begin().await?;
-            let revoked = sql_tx!(&mut tx, |db| {
-                sqlx::query(REVOKE_KEY)
-                    .bind(kid)
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
-            })?;
-            if revoked != 1 {
-                tx.rollback().await?;
-                return Ok(KeyRevocation::NotFound);
-            }
-            // In this order: each step reads what the one before it left.
-            for step in [RESTORE_CURRENT, START_STAGED, RETIRE_NOW] {
-                sql_tx!(&mut tx, |db| {
-                    sqlx::query(step)
+        self.sql
+            .run("revoking signing key", move || async move {
+                let mut tx = self.sql.pool.begin().await?;
+                let revoked = sql_tx!(&mut tx, |db| {
+                    sqlx::query(REVOKE_KEY)
+                        .bind(kid)
                         .bind(DbTime(now))
                         .execute(db)
                         .await
-                        .map(drop)
+                        .map(|done| done.rows_affected())
                 })?;
-            }
-            let newest: Option<String> = sql_tx!(&mut tx, |db| {
-                sqlx::query_scalar(NEWEST_KEY).fetch_optional(db).await
-            })?;
-            let signing = match newest {
-                Some(kid) => kid,
-                None => {
-                    self.insert_key(&mut tx, replacement, now).await?;
-                    replacement.kid.clone()
+                if revoked != 1 {
+                    tx.rollback().await?;
+                    return Ok(KeyRevocation::NotFound);
                 }
-            };
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(KeyRevocation::Revoked { signing })
-        })
-        .await
+                // In this order: each step reads what the one before it left.
+                for step in [RESTORE_CURRENT, START_STAGED, RETIRE_NOW] {
+                    sql_tx!(&mut tx, |db| {
+                        sqlx::query(step)
+                            .bind(DbTime(now))
+                            .execute(db)
+                            .await
+                            .map(drop)
+                    })?;
+                }
+                let newest: Option<String> = sql_tx!(&mut tx, |db| {
+                    sqlx::query_scalar(NEWEST_KEY).fetch_optional(db).await
+                })?;
+                let signing = match newest {
+                    Some(kid) => kid,
+                    None => {
+                        self.insert_key(&mut tx, replacement, now).await?;
+                        replacement.kid.clone()
+                    }
+                };
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(KeyRevocation::Revoked { signing })
+            })
+            .await
     }
 }

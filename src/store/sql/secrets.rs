@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use super::at_rest::SqlKeyStore;
 use super::{DbTime, sql};
 use crate::store::at_rest::Table;
-use crate::store::{SecretStore, StoreError, StoreResult, bounded};
+use crate::store::{SecretStore, StoreError, StoreResult};
 
 const INSERT_SECRET: &str = "INSERT INTO server_secrets (name, value, kek_id, created_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING";
@@ -21,26 +21,29 @@ impl SecretStore for SqlKeyStore {
         now: OffsetDateTime,
     ) -> StoreResult<Vec<u8>> {
         let sealed = self.keks.seal(Table::ServerSecrets, name, candidate);
-        let (value, kek_id) = bounded(self.sql.timeout, "loading server secret", async {
-            sql!(&self.sql.pool, |db| {
-                sqlx::query(INSERT_SECRET)
-                    .bind(name)
-                    .bind(sealed.value.as_slice())
-                    .bind(sealed.kek_id.as_str())
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            // Another instance may have stored its candidate first: theirs is the secret.
-            sql!(&self.sql.pool, |db| {
-                sqlx::query_as::<_, (Vec<u8>, Option<String>)>(FIND_SECRET)
-                    .bind(name)
-                    .fetch_one(db)
-                    .await
+        let sealed = &sealed;
+        let (value, kek_id) = self
+            .sql
+            .run("loading server secret", move || async move {
+                sql!(&self.sql.pool, |db| {
+                    sqlx::query(INSERT_SECRET)
+                        .bind(name)
+                        .bind(sealed.value.as_slice())
+                        .bind(sealed.kek_id.as_str())
+                        .bind(DbTime(now))
+                        .execute(db)
+                        .await
+                        .map(drop)
+                })?;
+                // Another instance may have stored its candidate first: theirs is the secret.
+                sql!(&self.sql.pool, |db| {
+                    sqlx::query_as::<_, (Vec<u8>, Option<String>)>(FIND_SECRET)
+                        .bind(name)
+                        .fetch_one(db)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await?;
         let plain = self
             .keks
             .open(Table::ServerSecrets, name, kek_id.as_deref(), &value)

@@ -10,9 +10,7 @@ use super::{DbTime, SqlStore, sql, sql_tx};
 use crate::domain::{
     AuthEvent, EmailAddress, FullName, PasswordHash, PendingRegistration, User, UserId, UserStatus,
 };
-use crate::store::{
-    Inserted, OutboxMail, PasswordChange, StoreError, StoreResult, UserStore, bounded,
-};
+use crate::store::{Inserted, OutboxMail, PasswordChange, StoreError, StoreResult, UserStore};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
@@ -276,37 +274,38 @@ impl UserStore for SqlStore {
         mail: &OutboxMail,
         event: &AuthEvent,
     ) -> StoreResult<Option<u64>> {
-        let ended = bounded(self.timeout, "setting password", async {
-            let mut tx = self.pool.begin().await?;
-            let updated = sql_tx!(&mut tx, |db| {
-                sqlx::query(SET_PASSWORD)
-                    .bind(change.user_id.0)
-                    .bind(change.password_hash.as_str())
-                    .bind(DbTime(change.now))
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
-            })?;
-            if updated != 1 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            let ended = sql_tx!(&mut tx, |db| {
-                sqlx::query(END_SESSIONS)
-                    .bind(change.user_id.0)
-                    .bind(DbTime(change.now))
-                    .bind(change.reason)
-                    .bind(change.keep.map_or(Uuid::nil(), |id| id.0))
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
-            })?;
-            insert_mail(&mut tx, mail).await?;
-            insert_event(&mut tx, event).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Some(ended))
-        })
-        .await;
+        let ended = self
+            .run("setting password", move || async move {
+                let mut tx = self.pool.begin().await?;
+                let updated = sql_tx!(&mut tx, |db| {
+                    sqlx::query(SET_PASSWORD)
+                        .bind(change.user_id.0)
+                        .bind(change.password_hash.as_str())
+                        .bind(DbTime(change.now))
+                        .execute(db)
+                        .await
+                        .map(|done| done.rows_affected())
+                })?;
+                if updated != 1 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                let ended = sql_tx!(&mut tx, |db| {
+                    sqlx::query(END_SESSIONS)
+                        .bind(change.user_id.0)
+                        .bind(DbTime(change.now))
+                        .bind(change.reason)
+                        .bind(change.keep.map_or(Uuid::nil(), |id| id.0))
+                        .execute(db)
+                        .await
+                        .map(|done| done.rows_affected())
+                })?;
+                insert_mail(&mut tx, mail).await?;
+                insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(Some(ended))
+            })
+            .await;
         // The password (a copy holds its hash) and the sessions ended with it.
         self.forget_user(change.user_id);
         ended
@@ -319,19 +318,20 @@ impl UserStore for SqlStore {
         new: &PasswordHash,
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
-        let updated = bounded(self.timeout, "upgrading password hash", async {
-            sql!(&self.pool, |db| {
-                sqlx::query(UPGRADE_HASH)
-                    .bind(id.0)
-                    .bind(old.as_str())
-                    .bind(new.as_str())
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(|done| done.rows_affected())
+        let updated = self
+            .run("upgrading password hash", move || async move {
+                sql!(&self.pool, |db| {
+                    sqlx::query(UPGRADE_HASH)
+                        .bind(id.0)
+                        .bind(old.as_str())
+                        .bind(new.as_str())
+                        .bind(DbTime(now))
+                        .execute(db)
+                        .await
+                        .map(|done| done.rows_affected())
+                })
             })
-        })
-        .await;
+            .await;
         self.forget_user(id);
         Ok(updated? == 1)
     }

@@ -67,24 +67,29 @@ impl PasswordRole {
         .execute(&mut admin)
         .await
         .expect("changing the password");
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+        // Termination is a signal, and a connection that was still authenticating (with the
+        // old password) is not listed yet: end the role's sessions until none is left twice in
+        // a row, so no pooled connection that still works is left to hide the new password.
+        let mut empty_in_a_row = 0;
+        for _ in 0..200 {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            )
             .bind(&self.name)
             .execute(&mut admin)
             .await
             .expect("ending the role's sessions");
-        // Termination is a signal: wait until the sessions are gone, so no pooled connection
-        // that still works is left to hide the new password.
-        for _ in 0..100 {
             let open: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
                     .bind(&self.name)
                     .fetch_one(&mut admin)
                     .await
                     .expect("counting the role's sessions");
-            if open == 0 {
+            empty_in_a_row = if open == 0 { empty_in_a_row + 1 } else { 0 };
+            if empty_in_a_row == 2 {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         let _ = admin.close().await;
     }
