@@ -26,16 +26,19 @@ CREATE TRIGGER sessions_deleted_notice
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND OLD.expires_at > now())
     EXECUTE FUNCTION aidlc_session_notice();
 -- Not on every write to the row: logins lock it with a no-op update (`updated_at = updated_at`).
+-- Nor for a pending account (its verification, the sweep of unverified ones): it has no
+-- session to copy, and notifying transactions take turns at commit.
 CREATE TRIGGER users_changed_notice
     AFTER UPDATE ON users
-    FOR EACH ROW WHEN (
+    FOR EACH ROW WHEN (OLD.status <> 'pending' AND (
         NEW.status IS DISTINCT FROM OLD.status
         OR NEW.email IS DISTINCT FROM OLD.email
         OR NEW.full_name IS DISTINCT FROM OLD.full_name
         OR NEW.password_hash IS DISTINCT FROM OLD.password_hash
         OR NEW.verified_at IS DISTINCT FROM OLD.verified_at
-    )
+    ))
     EXECUTE FUNCTION aidlc_session_notice();
 CREATE TRIGGER users_deleted_notice
     AFTER DELETE ON users
-    FOR EACH ROW EXECUTE FUNCTION aidlc_session_notice();
+    FOR EACH ROW WHEN (OLD.status <> 'pending')
+    EXECUTE FUNCTION aidlc_session_notice();

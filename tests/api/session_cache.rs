@@ -18,6 +18,7 @@ backend_tests!(
     a_logout_on_one_instance_is_refused_on_another_within_a_second,
     a_password_change_on_one_instance_ends_the_other_sessions_everywhere,
     a_session_revoked_by_hand_in_sql_is_refused_within_a_second,
+    an_account_disabled_by_hand_in_sql_is_refused_within_a_second,
 );
 
 /// Far longer than any notice takes, far shorter than the copy's 10 s lifetime: a refusal
@@ -170,6 +171,24 @@ async fn a_session_revoked_by_hand_in_sql_is_refused_within_a_second(backend: Ba
         .execute("UPDATE sessions SET revoked_at = created_at, revoked_reason = 'by_hand'")
         .await;
     assert_eq!(revoked, 1);
+    refused_within_notice_bound(&app, &access).await;
+    app.stop().await;
+}
+
+async fn an_account_disabled_by_hand_in_sql_is_refused_within_a_second(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let session = app
+        .register_active(&unique_email("copy-disabled"), PASSWORD, "Copy Disabled")
+        .await;
+    let access = token(&session);
+    for _ in 0..3 {
+        expect_json(app.me(&access).await, StatusCode::OK).await;
+    }
+    let disabled = app
+        .db()
+        .execute("UPDATE users SET status = 'disabled'")
+        .await;
+    assert_eq!(disabled, 1);
     refused_within_notice_bound(&app, &access).await;
     app.stop().await;
 }
