@@ -1,8 +1,10 @@
 //! The suite's Redis: a `redis-server` of its own, or the one `AIDLC_TEST_REDIS_URL` names.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -52,33 +54,40 @@ impl Redis {
         let server = start(|port| ServerSpec {
             name,
             program: program.clone(),
-            args: [
-                "--port".into(),
-                port.to_string().into(),
-                "--bind".into(),
-                "127.0.0.1".into(),
-                "--save".into(),
-                "".into(),
-                "--appendonly".into(),
-                "no".into(),
-                "--daemonize".into(),
-                "no".into(),
-                "--dir".into(),
-                dir.clone().into_os_string(),
-            ]
-            .into_iter()
-            .chain(
-                password
-                    .into_iter()
-                    .flat_map(|p| ["--requirepass".into(), p.into()]),
-            )
-            .collect(),
+            args: ["--port".into(), port.to_string().into()]
+                .into_iter()
+                .chain(throwaway_args(&dir))
+                .chain(
+                    password
+                        .into_iter()
+                        .flat_map(|p| ["--requirepass".into(), p.into()]),
+                )
+                .collect(),
             user: None,
             stop_signal: "TERM",
             ready: Box::new(move || redis_answers(port)),
         })?;
         Self::at(&format!("redis://127.0.0.1:{}", server.port), Some(server))
     }
+}
+
+/// What every Redis of the suite runs with besides its ports and password: loopback only,
+/// nothing persisted, in the foreground, its files in `dir`.
+fn throwaway_args(dir: &Path) -> impl Iterator<Item = OsString> {
+    [
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .chain([dir.as_os_str().to_owned()])
 }
 
 /// The suite's TLS Redis, as ElastiCache runs with in-transit encryption and AUTH: TLS only
@@ -123,17 +132,10 @@ impl TlsRedis {
                     "no".into(),
                     "--requirepass".into(),
                     auth_token.clone().into(),
-                    "--bind".into(),
-                    "127.0.0.1".into(),
-                    "--save".into(),
-                    "".into(),
-                    "--appendonly".into(),
-                    "no".into(),
-                    "--daemonize".into(),
-                    "no".into(),
-                    "--dir".into(),
-                    dir.clone().into_os_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(throwaway_args(&dir))
+                .collect(),
                 user: None,
                 stop_signal: "TERM",
                 ready: Box::new({
