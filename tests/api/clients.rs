@@ -6,16 +6,14 @@
 
 use std::time::Duration;
 
+use crate::support::process::service_binary;
 use crate::support::{node, python};
-
-/// The binary under test, as the packages' suites start it.
-const SERVICE: &str = env!("CARGO_BIN_EXE_aidlc-auth");
 
 /// Each suite waits once for a rotated key to start signing (reload + 60 s).
 const SUITE_LIMIT: Duration = Duration::from_secs(300);
 
 async fn expect_suite_passes(what: &str, command: &mut tokio::process::Command) {
-    let run = command.env("AIDLC_AUTH_BIN", SERVICE).output();
+    let run = command.env("AIDLC_AUTH_BIN", service_binary()).output();
     let out = tokio::time::timeout(SUITE_LIMIT, run)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {SUITE_LIMIT:?}"))

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::app::{TestApp, TestEnv};
+use super::process::service_binary;
 
 /// A fresh key-encryption key: 32 random bytes in base64, as the setting takes it.
 pub fn random_kek() -> SecretString {
@@ -86,7 +87,7 @@ impl TestEnv {
     /// The real `aidlc-auth <args>` on this environment's database and key-encryption keys,
     /// from `cwd` (the crate's directory when None); at most 30 s.
     pub async fn cli_in(&self, args: &[&str], cwd: Option<&std::path::Path>) -> Output {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aidlc-auth"));
+        let mut command = tokio::process::Command::new(service_binary());
         command
             .args(args)
             .env_clear()

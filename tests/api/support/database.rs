@@ -87,6 +87,40 @@ fn sqlite_time(t: OffsetDateTime) -> String {
         .expect("formatting a time")
 }
 
+/// Runs one query directly against a [`TestDatabase`], written once for both backends (the
+/// twin of the service's `sql!`): opens a connection of the database's kind, binds it to
+/// `conn` for `body`, closes it and gives `body`'s value:
+/// `on_connection!(self, |conn| sqlx::query(sql).execute(&mut conn).await.expect(sql))`.
+/// With `let v = (sqlite: a, postgres: b)` before the closure, `v` is `a` on SQLite and `b` on
+/// PostgreSQL in `body` (a time as each stores it, a statement in each dialect).
+macro_rules! on_connection {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        on_connection!($db, let _unused = (sqlite: (), postgres: ()), |$conn| $body)
+    };
+    (
+        $db:expr,
+        let $var:ident = (sqlite: $sqlite:expr, postgres: $postgres:expr),
+        |$conn:ident| $body:expr
+    ) => {
+        match $db.backend {
+            Backend::Sqlite => {
+                let $var = $sqlite;
+                let mut $conn = $db.sqlite().await;
+                let value = $body;
+                let _ = $conn.close().await;
+                value
+            }
+            Backend::Postgres | Backend::PostgresRedis => {
+                let $var = $postgres;
+                let mut $conn = $db.postgres().await;
+                let value = $body;
+                let _ = $conn.close().await;
+                value
+            }
+        }
+    };
+}
+
 /// A database (and Redis prefix) created for one test, removed when its last app stops.
 pub struct TestDatabase {
     backend: Backend,
@@ -165,50 +199,18 @@ impl TestDatabase {
 
     /// Runs a query returning one integer, directly against the test database.
     pub async fn scalar_i64(&self, sql: &'static str) -> i64 {
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let n: i64 = sqlx::query_scalar(sql)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect(sql);
-                let _ = conn.close().await;
-                n
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let n: i64 = sqlx::query_scalar(sql)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect(sql);
-                let _ = conn.close().await;
-                n
-            }
-        }
+        on_connection!(self, |conn| sqlx::query_scalar(sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect(sql))
     }
 
     /// Runs a query returning one text column, directly against the test database.
     pub async fn strings(&self, sql: &'static str) -> Vec<String> {
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let rows = sqlx::query_scalar(sql)
-                    .fetch_all(&mut conn)
-                    .await
-                    .expect(sql);
-                let _ = conn.close().await;
-                rows
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let rows = sqlx::query_scalar(sql)
-                    .fetch_all(&mut conn)
-                    .await
-                    .expect(sql);
-                let _ = conn.close().await;
-                rows
-            }
-        }
+        on_connection!(self, |conn| sqlx::query_scalar(sql)
+            .fetch_all(&mut conn)
+            .await
+            .expect(sql))
     }
 
     /// Outbox rows in flight, or queued and due (or past expiry) at `now`: what the apps'
@@ -216,66 +218,34 @@ impl TestDatabase {
     pub async fn outbox_busy(&self, now: OffsetDateTime) -> i64 {
         const SQL: &str = "SELECT count(*) FROM outbox WHERE status = 'sending' \
              OR (status = 'queued' AND (next_attempt_at <= $1 OR expires_at <= $1))";
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let n = sqlx::query_scalar(SQL)
-                    .bind(sqlite_time(now))
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect(SQL);
-                let _ = conn.close().await;
-                n
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let n = sqlx::query_scalar(SQL)
-                    .bind(now)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect(SQL);
-                let _ = conn.close().await;
-                n
-            }
-        }
+        on_connection!(
+            self,
+            let at = (sqlite: sqlite_time(now), postgres: now),
+            |conn| sqlx::query_scalar(SQL)
+                .bind(at)
+                .fetch_one(&mut conn)
+                .await
+                .expect(SQL)
+        )
     }
 
     /// Runs one statement directly against the test database (to stage what a crash leaves).
     pub async fn execute(&self, sql: &'static str) -> u64 {
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let done = sqlx::query(sql).execute(&mut conn).await.expect(sql);
-                let _ = conn.close().await;
-                done.rows_affected()
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let done = sqlx::query(sql).execute(&mut conn).await.expect(sql);
-                let _ = conn.close().await;
-                done.rows_affected()
-            }
-        }
+        on_connection!(self, |conn| sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .expect(sql)
+            .rows_affected())
     }
 
     /// Every outbox row, oldest first, as it is stored.
     pub async fn outbox_rows(&self) -> Vec<OutboxRow> {
         const SQL: &str = "SELECT kind, recipient, name, locale, payload, key_id, status, \
              attempts, last_error FROM outbox ORDER BY created_at";
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let rows = sqlx::query_as(SQL).fetch_all(&mut conn).await.expect(SQL);
-                let _ = conn.close().await;
-                rows
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let rows = sqlx::query_as(SQL).fetch_all(&mut conn).await.expect(SQL);
-                let _ = conn.close().await;
-                rows
-            }
-        }
+        on_connection!(self, |conn| sqlx::query_as(SQL)
+            .fetch_all(&mut conn)
+            .await
+            .expect(SQL))
     }
 
     async fn sqlite(&self) -> sqlx::SqliteConnection {
@@ -305,20 +275,11 @@ impl TestDatabase {
         ];
         let mut all = Vec::new();
         for (table, sql) in TABLES {
-            let rows: Vec<(String, Vec<u8>, Option<String>)> = match self.backend {
-                Backend::Sqlite => {
-                    let mut conn = self.sqlite().await;
-                    let rows = sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql);
-                    let _ = conn.close().await;
-                    rows
-                }
-                Backend::Postgres | Backend::PostgresRedis => {
-                    let mut conn = self.postgres().await;
-                    let rows = sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql);
-                    let _ = conn.close().await;
-                    rows
-                }
-            };
+            let rows: Vec<(String, Vec<u8>, Option<String>)> =
+                on_connection!(self, |conn| sqlx::query_as(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect(sql));
             all.extend(rows.into_iter().map(|(name, value, kek_id)| SealedRow {
                 table,
                 name,
@@ -337,32 +298,14 @@ impl TestDatabase {
             }
             _ => "UPDATE server_secrets SET value = $2, kek_id = $3 WHERE name = $1",
         };
-        let done = match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let done = sqlx::query(sql)
-                    .bind(&row.name)
-                    .bind(&row.value)
-                    .bind(&row.kek_id)
-                    .execute(&mut conn)
-                    .await
-                    .expect(sql);
-                let _ = conn.close().await;
-                done.rows_affected()
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let done = sqlx::query(sql)
-                    .bind(&row.name)
-                    .bind(&row.value)
-                    .bind(&row.kek_id)
-                    .execute(&mut conn)
-                    .await
-                    .expect(sql);
-                let _ = conn.close().await;
-                done.rows_affected()
-            }
-        };
+        let done = on_connection!(self, |conn| sqlx::query(sql)
+            .bind(&row.name)
+            .bind(&row.value)
+            .bind(&row.kek_id)
+            .execute(&mut conn)
+            .await
+            .expect(sql)
+            .rows_affected());
         assert_eq!(done, 1, "no {} row {}", row.table, row.name);
     }
 
@@ -384,28 +327,11 @@ impl TestDatabase {
     /// The stored password hash (PHC string) of the account at `email`.
     pub async fn password_hash(&self, email: &str) -> String {
         const SQL: &str = "SELECT password_hash FROM users WHERE email = $1";
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let hash = sqlx::query_scalar(SQL)
-                    .bind(email)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect(SQL);
-                let _ = conn.close().await;
-                hash
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let hash = sqlx::query_scalar(SQL)
-                    .bind(email)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect(SQL);
-                let _ = conn.close().await;
-                hash
-            }
-        }
+        on_connection!(self, |conn| sqlx::query_scalar(SQL)
+            .bind(email)
+            .fetch_one(&mut conn)
+            .await
+            .expect(SQL))
     }
 
     /// Every audit row, oldest first, each column as the database renders it as text.
@@ -418,23 +344,11 @@ impl TestDatabase {
              CASE WHEN user_id IS NULL THEN NULL ELSE lower(hex(user_id)) END AS user_id, event, \
              outcome, ip, user_agent, request_id, created_at FROM auth_events \
              ORDER BY created_at, id";
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = self.sqlite().await;
-                let rows = sqlx::query_as(SQLITE)
-                    .fetch_all(&mut conn)
-                    .await
-                    .expect(SQLITE);
-                let _ = conn.close().await;
-                rows
-            }
-            Backend::Postgres | Backend::PostgresRedis => {
-                let mut conn = self.postgres().await;
-                let rows = sqlx::query_as(PG).fetch_all(&mut conn).await.expect(PG);
-                let _ = conn.close().await;
-                rows
-            }
-        }
+        on_connection!(
+            self,
+            let sql = (sqlite: SQLITE, postgres: PG),
+            |conn| sqlx::query_as(sql).fetch_all(&mut conn).await.expect(sql)
+        )
     }
 
     /// Drops the database, the Redis keys and the temp dir (best effort).

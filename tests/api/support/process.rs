@@ -1,8 +1,9 @@
 //! The real binary as a child process, for what only a process shows: how it answers a
 //! signal, its exit code, and the metrics recorder `main` installs.
 
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
@@ -38,12 +39,45 @@ const LENIENT_LIMITS: [&str; 6] = [
     "AIDLC_PASSWORD_FAILURE_LIMIT",
 ];
 
+/// The `aidlc-auth` binary cargo built for this run, checked to be of the test binary's own
+/// profile (both sit in one profile directory, the tests under its `deps/`): `cargo test
+/// --release` spawns the release build, so a fault test of "the release build" is one.
+pub fn service_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let binary = PathBuf::from(env!("CARGO_BIN_EXE_aidlc-auth"));
+        let tests = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = |path: &Path, up: usize| {
+            let dir = path.ancestors().nth(up).expect("a profile directory");
+            std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())
+        };
+        assert_eq!(
+            profile_dir(&binary, 1),
+            profile_dir(&tests, 2),
+            "{} is not of the profile of the tests ({})",
+            binary.display(),
+            tests.display()
+        );
+        // Named once per run, so a run's output says which build its processes were.
+        eprintln!(
+            "aidlc-auth under test: {} (tests built {} debug assertions)",
+            binary.display(),
+            if cfg!(debug_assertions) {
+                "with"
+            } else {
+                "without"
+            }
+        );
+        binary
+    })
+}
+
 impl ServiceProcess {
     /// Starts the binary on `env`'s database, Redis and key prefix (cheap Argon2, port 0, JSON
     /// logs) with `extra` variables on top, and waits until it listens.
     pub async fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Self {
         let settings = &env.settings;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aidlc-auth"));
+        let mut command = Command::new(service_binary());
         command
             .env_clear()
             .env("DATABASE_URL", &env.db.direct_url)

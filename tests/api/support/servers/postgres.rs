@@ -57,17 +57,20 @@ impl Postgres {
     /// A private cluster in the run directory: `initdb`, then `postgres` on a free port with
     /// durability off (the data dies with the run) and room for many parallel tests' pools.
     fn start() -> Result<Self, String> {
-        let server = Self::start_cluster("postgres", &[], |_, _, _| Ok(Vec::new()))?;
+        let server = Self::start_cluster("postgres", &[], None, |_, _, _| Ok(Vec::new()))?;
         let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
         Self::at(&url, Some(server))
     }
 
-    /// A private cluster called `name` listening on `addresses` besides 127.0.0.1: `configure`
-    /// gets its directory, its data directory (after `initdb`) and the account the server runs
-    /// as, to write files the server reads, and returns extra `-c` settings.
-    fn start_cluster(
+    /// A private cluster called `name` listening on `addresses` besides 127.0.0.1. It trusts
+    /// every connection, or with an `admin_password` checks passwords on TCP (`scram-sha-256`,
+    /// the superuser's being that one). `configure` gets its directory, its data directory
+    /// (after `initdb`) and the account the server runs as, to write files the server reads,
+    /// and returns extra `-c` settings.
+    pub(super) fn start_cluster(
         name: &'static str,
         addresses: &[&str],
+        admin_password: Option<&str>,
         configure: impl FnOnce(&Path, &Path, Option<Account>) -> Result<Vec<String>, String>,
     ) -> Result<Server, String> {
         let bin = postgres_bindir()?;
@@ -90,10 +93,26 @@ impl Postgres {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"])
+            .args(["-U", "postgres", "-E", "UTF8", "--no-locale"])
             .args(["--no-sync", "--no-instructions"])
             .stdin(Stdio::null())
             .current_dir(&dir);
+        match admin_password {
+            None => initdb.args(["-A", "trust"]),
+            Some(password) => {
+                // initdb reads the superuser's password from a file the server's account owns.
+                let pwfile = dir.join("admin-password");
+                fs::write(&pwfile, password)
+                    .map_err(|e| format!("writing {}: {e}", pwfile.display()))?;
+                if let Some(account) = user {
+                    std::os::unix::fs::chown(&pwfile, Some(account.uid), Some(account.gid))
+                        .map_err(|e| format!("chown {}: {e}", pwfile.display()))?;
+                }
+                initdb
+                    .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                    .arg(format!("--pwfile={}", pwfile.display()))
+            }
+        };
         if let Some(account) = user {
             account.apply(&mut initdb);
         }
@@ -177,19 +196,20 @@ pub struct TlsPostgres {
 impl TlsPostgres {
     fn start() -> Result<Self, String> {
         let mut files = None;
-        let server = Postgres::start_cluster("postgres-tls", &["127.0.0.2"], |dir, data, user| {
-            let tls = TlsFiles::generate(&dir.join("tls"), user)?;
-            let hba = data.join("pg_hba.conf");
-            fs::write(&hba, "hostssl all all 127.0.0.0/8 trust\n")
-                .map_err(|e| format!("writing {}: {e}", hba.display()))?;
-            let settings = vec![
-                "ssl=on".to_owned(),
-                format!("ssl_cert_file={}", tls.cert.display()),
-                format!("ssl_key_file={}", tls.key.display()),
-            ];
-            files = Some(tls);
-            Ok(settings)
-        })?;
+        let server =
+            Postgres::start_cluster("postgres-tls", &["127.0.0.2"], None, |dir, data, user| {
+                let tls = TlsFiles::generate(&dir.join("tls"), user)?;
+                let hba = data.join("pg_hba.conf");
+                fs::write(&hba, "hostssl all all 127.0.0.0/8 trust\n")
+                    .map_err(|e| format!("writing {}: {e}", hba.display()))?;
+                let settings = vec![
+                    "ssl=on".to_owned(),
+                    format!("ssl_cert_file={}", tls.cert.display()),
+                    format!("ssl_key_file={}", tls.key.display()),
+                ];
+                files = Some(tls);
+                Ok(settings)
+            })?;
         let tls = files.ok_or("the TLS cluster's certificates were not written")?;
         let url = format!(
             "postgres://postgres@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={}",

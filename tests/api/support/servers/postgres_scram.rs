@@ -2,15 +2,12 @@
 //! suite's own cluster trusts every local connection), for the tests where a password must
 //! be right: a URL built from a secret, a password rotated under a running service.
 
-use std::fs;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::postgres::{Postgres, postgres_bindir};
-use super::server::{Account, ServerSpec, fatal, is_root, start};
-use super::watchdog::run_dir;
+use super::postgres::Postgres;
+use super::server::fatal;
 
 /// The superuser's password on this cluster.
 const ADMIN_PASSWORD: &str = "scram-admin";
@@ -124,93 +121,13 @@ pub fn postgres_with_passwords() -> &'static Postgres {
         .unwrap_or_else(|e| fatal(e))
 }
 
-/// `initdb` with a superuser password and `scram-sha-256` for TCP, then `postgres` on a free
-/// port with the suite cluster's throwaway settings.
+/// A cluster checking passwords on TCP (`scram-sha-256`), its superuser's being
+/// [`ADMIN_PASSWORD`], with the suite cluster's throwaway settings.
 fn start_with_passwords() -> Result<Postgres, String> {
-    let bin = postgres_bindir()?;
-    let dir = run_dir().join("postgres-scram");
-    fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let user = if is_root() {
-        let account = Account::named("postgres")
-            .ok_or("the tests run as root and there is no `postgres` account")?;
-        std::os::unix::fs::chown(&dir, Some(account.uid), Some(account.gid))
-            .map_err(|e| format!("chown {}: {e}", dir.display()))?;
-        Some(account)
-    } else {
-        None
-    };
-    let pwfile = dir.join("admin-password");
-    fs::write(&pwfile, ADMIN_PASSWORD).map_err(|e| format!("writing {}: {e}", pwfile.display()))?;
-    if let Some(account) = user {
-        std::os::unix::fs::chown(&pwfile, Some(account.uid), Some(account.gid))
-            .map_err(|e| format!("chown {}: {e}", pwfile.display()))?;
-    }
-    let data = dir.join("data");
-    let mut initdb = Command::new(bin.join("initdb"));
-    initdb
-        .arg("-D")
-        .arg(&data)
-        .args(["-U", "postgres", "-E", "UTF8", "--no-locale"])
-        .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-        .arg(format!("--pwfile={}", pwfile.display()))
-        .args(["--no-sync", "--no-instructions"])
-        .stdin(Stdio::null())
-        .current_dir(&dir);
-    if let Some(account) = user {
-        account.apply(&mut initdb);
-    }
-    let out = initdb
-        .output()
-        .map_err(|e| format!("running {}: {e}", bin.join("initdb").display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb (scram-sha-256) failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let pg_isready = bin.join("pg_isready");
-    let server = start(|port| ServerSpec {
-        name: "postgres-scram",
-        program: bin.join("postgres"),
-        args: [
-            "-D".into(),
-            data.clone().into_os_string(),
-            "-p".into(),
-            port.to_string().into(),
-        ]
-        .into_iter()
-        .chain(
-            [
-                "listen_addresses=127.0.0.1",
-                "unix_socket_directories=",
-                "password_encryption=scram-sha-256",
-                "fsync=off",
-                "full_page_writes=off",
-                "synchronous_commit=off",
-                "autovacuum=off",
-                "max_connections=100",
-            ]
-            .into_iter()
-            .flat_map(|setting| ["-c".into(), setting.into()]),
-        )
-        .collect(),
-        user,
-        stop_signal: "INT",
-        ready: Box::new({
-            let pg_isready = pg_isready.clone();
-            move || {
-                // pg_isready needs no password: it only asks whether connections are taken.
-                Command::new(&pg_isready)
-                    .args(["-q", "-t", "1", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-                    .arg(port.to_string())
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|status| status.success())
-            }
-        }),
-    })?;
+    let server =
+        Postgres::start_cluster("postgres-scram", &[], Some(ADMIN_PASSWORD), |_, _, _| {
+            Ok(vec!["password_encryption=scram-sha-256".to_owned()])
+        })?;
     let url = format!(
         "postgres://postgres:{ADMIN_PASSWORD}@127.0.0.1:{}/postgres",
         server.port

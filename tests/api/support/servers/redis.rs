@@ -1,8 +1,10 @@
 //! The suite's Redis: a `redis-server` of its own, or the one `AIDLC_TEST_REDIS_URL` names.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -42,38 +44,50 @@ impl Redis {
         })
     }
 
-    /// `redis-server` on a free port, nothing persisted.
-    fn start() -> Result<Self, String> {
-        let program = find_program("redis-server").ok_or(
-            "redis-server is not installed: apt-get install redis-server \
-             (or set AIDLC_TEST_REDIS_URL to use a running Redis)",
-        )?;
-        let dir = run_dir().join("redis");
+    /// `redis-server` called `name` on a free port, nothing persisted, refusing every command
+    /// until `AUTH` when it has a `password` (its `url` carries none).
+    fn start(name: &'static str, password: Option<&str>) -> Result<Self, String> {
+        let program = find_program("redis-server")
+            .ok_or("redis-server is not installed: apt-get install redis-server")?;
+        let dir = run_dir().join(name);
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let server = start(|port| ServerSpec {
-            name: "redis",
+            name,
             program: program.clone(),
-            args: [
-                "--port".into(),
-                port.to_string().into(),
-                "--bind".into(),
-                "127.0.0.1".into(),
-                "--save".into(),
-                "".into(),
-                "--appendonly".into(),
-                "no".into(),
-                "--daemonize".into(),
-                "no".into(),
-                "--dir".into(),
-                dir.clone().into_os_string(),
-            ]
-            .into(),
+            args: ["--port".into(), port.to_string().into()]
+                .into_iter()
+                .chain(throwaway_args(&dir))
+                .chain(
+                    password
+                        .into_iter()
+                        .flat_map(|p| ["--requirepass".into(), p.into()]),
+                )
+                .collect(),
             user: None,
             stop_signal: "TERM",
             ready: Box::new(move || redis_answers(port)),
         })?;
         Self::at(&format!("redis://127.0.0.1:{}", server.port), Some(server))
     }
+}
+
+/// What every Redis of the suite runs with besides its ports and password: loopback only,
+/// nothing persisted, in the foreground, its files in `dir`.
+fn throwaway_args(dir: &Path) -> impl Iterator<Item = OsString> {
+    [
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .chain([dir.as_os_str().to_owned()])
 }
 
 /// The suite's TLS Redis, as ElastiCache runs with in-transit encryption and AUTH: TLS only
@@ -118,17 +132,10 @@ impl TlsRedis {
                     "no".into(),
                     "--requirepass".into(),
                     auth_token.clone().into(),
-                    "--bind".into(),
-                    "127.0.0.1".into(),
-                    "--save".into(),
-                    "".into(),
-                    "--appendonly".into(),
-                    "no".into(),
-                    "--daemonize".into(),
-                    "no".into(),
-                    "--dir".into(),
-                    dir.clone().into_os_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(throwaway_args(&dir))
+                .collect(),
                 user: None,
                 stop_signal: "TERM",
                 ready: Box::new({
@@ -185,7 +192,8 @@ pub fn redis() -> &'static Redis {
             Ok(url) if !url.is_empty() => {
                 Redis::at(&url, None).map_err(|e| format!("{REDIS_URL_VAR}: {e}"))
             }
-            _ => Redis::start(),
+            _ => Redis::start("redis", None)
+                .map_err(|e| format!("{e} (or set {REDIS_URL_VAR} to use a running Redis)")),
         })
         .as_ref()
         .unwrap_or_else(|e| fatal(e))
@@ -215,37 +223,7 @@ pub const REDIS_PASSWORD: &str = "redis-auth-t0ken";
 pub fn redis_with_password() -> &'static Redis {
     static REDIS: OnceLock<Result<Redis, String>> = OnceLock::new();
     REDIS
-        .get_or_init(|| {
-            let program = find_program("redis-server")
-                .ok_or("redis-server is not installed: apt-get install redis-server")?;
-            let dir = run_dir().join("redis-auth");
-            fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            let server = start(|port| ServerSpec {
-                name: "redis-auth",
-                program: program.clone(),
-                args: [
-                    "--port".into(),
-                    port.to_string().into(),
-                    "--bind".into(),
-                    "127.0.0.1".into(),
-                    "--requirepass".into(),
-                    REDIS_PASSWORD.into(),
-                    "--save".into(),
-                    "".into(),
-                    "--appendonly".into(),
-                    "no".into(),
-                    "--daemonize".into(),
-                    "no".into(),
-                    "--dir".into(),
-                    dir.clone().into_os_string(),
-                ]
-                .into(),
-                user: None,
-                stop_signal: "TERM",
-                ready: Box::new(move || redis_answers(port)),
-            })?;
-            Redis::at(&format!("redis://127.0.0.1:{}", server.port), Some(server))
-        })
+        .get_or_init(|| Redis::start("redis-auth", Some(REDIS_PASSWORD)))
         .as_ref()
         .unwrap_or_else(|e| fatal(e))
 }
