@@ -9,6 +9,7 @@ mod keys;
 mod limits;
 mod outbox;
 mod postgres;
+mod refresh;
 #[cfg(feature = "aws")]
 mod rotation;
 mod secrets;

@@ -16,7 +16,7 @@ use crate::store::{
 
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
-    id: Uuid,
+    pub(super) id: Uuid,
     email: String,
     full_name: String,
     password_hash: String,
