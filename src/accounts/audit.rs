@@ -3,8 +3,10 @@
 //! happened, how it ended, the account, and where the request came from.
 //!
 //! Events of a password reset or change are written in the transaction of the change (the
-//! store's `set_password`); every other one right after its cause, and a failure to write it
-//! is logged, not turned into the request's failure (what it records has already happened).
+//! store's `set_password`), and the success of a login or verification in the transaction of
+//! the session it starts (`create`); every other one right after its cause, and a failure to
+//! write it is logged, not turned into the request's failure (what it records has already
+//! happened).
 
 use uuid::Uuid;
 

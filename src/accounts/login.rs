@@ -51,10 +51,7 @@ impl Accounts {
                     Some(upgraded) => self.upgrade_hash(user, upgraded).await,
                     None => user,
                 };
-                let session = self.start_session(user, client.clone()).await?;
-                self.record(kind, AuthOutcome::Success, Some(session.user.id), &client)
-                    .await;
-                Ok(session)
+                self.start_session(user, client, kind).await
             }
             user => {
                 self.record(
@@ -140,19 +137,14 @@ impl Accounts {
         let user_id = user.as_ref().map(|u| u.id);
         match (presented, user) {
             (Ok(()), Some(user)) if user.status == UserStatus::Active => {
-                let session = match self.start_session(user, client.clone()).await {
-                    Ok(session) => session,
-                    Err(e) => {
-                        // The code is spent but no session started: the same code goes back,
-                        // so the retry a 503 asks for works (a new one would wait out the
-                        // resend cooldown).
-                        self.restore_code(&email, CodePurpose::Login, &code).await;
-                        return Err(e);
-                    }
-                };
-                self.record(kind, AuthOutcome::Success, user_id, &client)
-                    .await;
-                Ok(session)
+                let started = self.start_session(user, client, kind).await;
+                if started.is_err() {
+                    // The code is spent but no session started: the same code goes back, so
+                    // the retry a 503 asks for works (a new one would wait out the resend
+                    // cooldown).
+                    self.restore_code(&email, CodePurpose::Login, &code).await;
+                }
+                started
             }
             (Ok(()) | Err(AccountError::InvalidCode), _) => {
                 self.record(kind, AuthOutcome::Failure, user_id, &client)

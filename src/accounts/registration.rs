@@ -239,11 +239,9 @@ impl Accounts {
             .confirm_registration(user, email, code, password, &guess, client.clone())
             .await;
         let kind = AuthEventKind::RegistrationVerified;
+        // A success is recorded with the session it starts (`start_session`).
         match &result {
-            Ok(_) => {
-                self.record(kind, AuthOutcome::Success, user_id, &client)
-                    .await
-            }
+            Ok(_) => {}
             Err(AccountError::InvalidCode | AccountError::PasswordRequired) => {
                 self.record(kind, AuthOutcome::Failure, user_id, &client)
                     .await;
@@ -322,7 +320,8 @@ impl Accounts {
             updated_at: now,
             ..user
         };
-        self.start_session(user, client).await
+        self.start_session(user, client, AuthEventKind::RegistrationVerified)
+            .await
     }
 }
 

@@ -53,13 +53,18 @@ impl Accounts {
         }
     }
 
+    /// Starts a session for `user` and issues its first pair. The success event of `kind`
+    /// (the login or verification that started it) is written in the session's transaction,
+    /// so it is recorded if and only if the session exists, at the cost of one commit.
     pub(super) async fn start_session(
         &self,
         user: User,
         client: ClientInfo,
+        kind: AuthEventKind,
     ) -> Result<IssuedSession, AccountError> {
         let refresh_token = RefreshToken::generate();
         let now = self.clock.now();
+        let event = self.auth_event(kind, AuthOutcome::Success, Some(user.id), &client);
         let session = Session {
             id: SessionId::new(),
             user_id: user.id,
@@ -77,7 +82,7 @@ impl Accounts {
         let ended = self
             .stores
             .sessions
-            .create(&session, &refresh_token.digest(), limit)
+            .create(&session, &refresh_token.digest(), limit, &event)
             .await?;
         tracing::info!(user_id = %user.id.0, session_id = %session.id, "session started");
         metrics::sessions(SessionEvent::Started, 1);
@@ -127,7 +132,7 @@ impl Accounts {
         self.admit(super::Action::Refresh, &client, None).await?;
         let successor = presented.successor(&self.refresh_key);
         let now = self.clock.now();
-        let session = match self
+        let exchanged = self
             .stores
             .sessions
             .exchange(
@@ -136,8 +141,8 @@ impl Accounts {
                 now,
                 self.refresh_rules(),
             )
-            .await?
-        {
+            .await?;
+        let session = match exchanged.rotation {
             Rotation::Rotated(session) => {
                 metrics::sessions(SessionEvent::Refreshed, 1);
                 session
@@ -164,11 +169,9 @@ impl Accounts {
             }
             Rotation::Invalid => return Err(AccountError::InvalidRefreshToken),
         };
-        let user = self
-            .stores
-            .users
-            .find_by_id(session.user_id)
-            .await?
+        // The account came with the session, read in the exchange's transaction.
+        let user = exchanged
+            .user
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(AccountError::InvalidRefreshToken)?;
         self.issue_pair(user, session, successor).await

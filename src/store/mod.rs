@@ -231,16 +231,29 @@ pub trait CodeStore: Send + Sync {
     async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()>;
 }
 
+/// What a refresh-token exchange decided, and the account of a session that goes on.
+#[derive(Debug)]
+pub struct Exchanged {
+    /// The decision.
+    pub rotation: Rotation,
+    /// The session's account, as stored now: with `Rotated` and `Replayed` (None only if the
+    /// account is gone), never with the other answers.
+    pub user: Option<User>,
+}
+
 /// Sessions and their refresh tokens (stored as SHA-256 digests), always in SQL.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores a new session with its first refresh token (generation 0) and ends the user's
-    /// oldest live sessions beyond `limit`, in one transaction; returns how many it ended.
+    /// Stores a new session with its first refresh token (generation 0), ends the user's
+    /// oldest live sessions beyond `limit` and writes `event` (the login that started it), in
+    /// one transaction: the event is recorded if and only if the session exists. Returns how
+    /// many sessions it ended.
     async fn create(
         &self,
         session: &Session,
         refresh_digest: &str,
         limit: SessionLimit,
+        event: &AuthEvent,
     ) -> StoreResult<u64>;
     /// The session with `id`, revoked or not.
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>>;
@@ -256,14 +269,15 @@ pub trait SessionStore: Send + Sync {
     /// Exchanges the refresh token with digest `presented` for `successor` (the digest the
     /// caller derived from the presented token), atomically: of concurrent exchanges of one
     /// token, one rotates and the others see `Replayed` (within the grace window) or
-    /// `ReuseDetected`.
+    /// `ReuseDetected`. A `Rotated` or `Replayed` answer comes with the session's account,
+    /// read with the session (the caller needs both for the new pair).
     async fn exchange(
         &self,
         presented: &str,
         successor: &str,
         now: OffsetDateTime,
         rules: RefreshRules,
-    ) -> StoreResult<Rotation>;
+    ) -> StoreResult<Exchanged>;
     /// The user's live sessions: not revoked, not past their lifetime at `now`, used after
     /// `used_after` (the idle cut-off); newest first.
     async fn list(

@@ -9,6 +9,7 @@ mod keys;
 mod limits;
 mod outbox;
 mod postgres;
+mod refresh;
 mod revocations;
 #[cfg(feature = "aws")]
 mod rotation;

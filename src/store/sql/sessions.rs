@@ -4,14 +4,14 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::events::insert_event;
 use super::users::UserRow;
 use super::{DbTime, SqlStore, sql, sql_tx};
 use crate::domain::{
-    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit, User,
-    UserId, judge_refresh,
+    AuthEvent, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
 };
 use crate::metrics::{self, CacheOutcome};
-use crate::store::{SessionRead, SessionStore, StoreError, StoreResult};
+use crate::store::{Exchanged, SessionRead, SessionStore, StoreError, StoreResult};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -42,7 +42,7 @@ impl From<SessionRow> for Session {
 
 /// A session and its account, read together.
 #[derive(sqlx::FromRow)]
-struct SessionUserRow {
+pub(super) struct SessionUserRow {
     #[sqlx(flatten)]
     user: UserRow,
     session_id: Uuid,
@@ -54,26 +54,33 @@ struct SessionUserRow {
     session_revoked_at: Option<DbTime>,
 }
 
+impl SessionUserRow {
+    /// The session, and its account's row still to be checked (which can fail: a corrupt row).
+    pub(super) fn split(self) -> (Session, UserRow) {
+        let session = Session {
+            id: SessionId(self.session_id),
+            user_id: UserId(self.user.id),
+            created_at: self.session_created_at.0,
+            expires_at: self.session_expires_at.0,
+            last_used_at: self.session_last_used_at.0,
+            user_agent: self.session_user_agent,
+            ip: self.session_ip,
+            revoked_at: self.session_revoked_at.map(|t| t.0),
+        };
+        (session, self.user)
+    }
+}
+
 impl TryFrom<SessionUserRow> for (Session, User) {
     type Error = StoreError;
 
     fn try_from(row: SessionUserRow) -> Result<Self, Self::Error> {
-        let user = User::try_from(row.user)?;
-        let session = Session {
-            id: SessionId(row.session_id),
-            user_id: user.id,
-            created_at: row.session_created_at.0,
-            expires_at: row.session_expires_at.0,
-            last_used_at: row.session_last_used_at.0,
-            user_agent: row.session_user_agent,
-            ip: row.session_ip,
-            revoked_at: row.session_revoked_at.map(|t| t.0),
-        };
-        Ok((session, user))
+        let (session, user) = row.split();
+        Ok((session, User::try_from(user)?))
     }
 }
 
-const FIND_SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.full_name, u.password_hash, \
+pub(super) const FIND_SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.full_name, u.password_hash, \
      u.status, u.created_at, u.updated_at, u.verified_at, u.locale, s.id AS session_id, \
      s.created_at AS session_created_at, s.expires_at AS session_expires_at, \
      s.last_used_at AS session_last_used_at, s.user_agent AS session_user_agent, \
@@ -81,7 +88,7 @@ const FIND_SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.full_name, u.passw
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, expires_at, \
      last_used_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, session_id, generation, \
+pub(super) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, session_id, generation, \
      created_at) VALUES ($1, $2, $3, $4)";
 // A write on the account row first, so concurrent logins of one user take turns (row lock in
 // PostgreSQL, the write lock in SQLite) and the limit below is never overshot.
@@ -94,18 +101,6 @@ const END_OLDEST: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 
      ORDER BY created_at DESC, last_used_at DESC LIMIT $4)";
 const FIND_SESSION: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
      user_agent, ip, revoked_at FROM sessions WHERE id = $1";
-// A write first: SQLite then takes its write lock at once (waiting politely for another
-// writer) instead of failing a read-to-write upgrade; in PostgreSQL the row lock makes a
-// concurrent exchange of the same token wait and then find it used.
-const CLAIM_REFRESH: &str = "UPDATE refresh_tokens SET used_at = $2 \
-     WHERE token_hash = $1 AND used_at IS NULL RETURNING session_id, generation";
-const FIND_REFRESH: &str =
-    "SELECT session_id, generation, used_at FROM refresh_tokens WHERE token_hash = $1";
-const FIND_GENERATION: &str =
-    "SELECT token_hash, used_at FROM refresh_tokens WHERE session_id = $1 AND generation = $2";
-const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = $2 WHERE id = $1";
-const REVOKE_FAMILY: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
-     WHERE id = $1 AND revoked_at IS NULL";
 const REVOKE_OWN: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
      WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 \
      AND last_used_at > $5";
@@ -123,6 +118,7 @@ impl SessionStore for SqlStore {
         session: &Session,
         refresh_digest: &str,
         limit: SessionLimit,
+        event: &AuthEvent,
     ) -> StoreResult<u64> {
         let others = i64::from(limit.max_per_user.saturating_sub(1));
         let ended = self
@@ -169,6 +165,7 @@ impl SessionStore for SqlStore {
                         .await
                         .map(|done| done.rows_affected())
                 })?;
+                insert_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(ended)
             })
@@ -234,130 +231,19 @@ impl SessionStore for SqlStore {
         successor: &str,
         now: OffsetDateTime,
         rules: RefreshRules,
-    ) -> StoreResult<Rotation> {
-        let rotation = self
+    ) -> StoreResult<Exchanged> {
+        let (rotation, user) = self
             .run("rotating refresh token", move || async move {
-                let mut tx = self.pool.begin().await?;
-                let claimed: Option<(Uuid, i32)> = sql_tx!(&mut tx, |db| {
-                    sqlx::query_as(CLAIM_REFRESH)
-                        .bind(presented)
-                        .bind(DbTime(now))
-                        .fetch_optional(db)
-                        .await
-                })?;
-                if let Some((session_id, generation)) = claimed {
-                    let session = sql_tx!(&mut tx, |db| {
-                        sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                            .bind(session_id)
-                            .fetch_optional(db)
-                            .await
-                    })?
-                    .map(Session::from);
-                    let rotation = judge_refresh(
-                        PresentedRefresh::Claimed,
-                        session,
-                        None,
-                        successor,
-                        now,
-                        rules,
-                    );
-                    if !matches!(rotation, Rotation::Rotated(_)) {
-                        tx.rollback().await?;
-                        return Ok(rotation);
-                    }
-                    sql_tx!(&mut tx, |db| {
-                        sqlx::query(INSERT_REFRESH)
-                            .bind(successor)
-                            .bind(session_id)
-                            .bind(generation + 1)
-                            .bind(DbTime(now))
-                            .execute(db)
-                            .await
-                            .map(drop)
-                    })?;
-                    sql_tx!(&mut tx, |db| {
-                        sqlx::query(TOUCH_SESSION)
-                            .bind(session_id)
-                            .bind(DbTime(now))
-                            .execute(db)
-                            .await
-                            .map(drop)
-                    })?;
-                    tx.commit().await?;
-                    return Ok(rotation);
-                }
-                tx.rollback().await?;
-
-                // Not the current token: unknown, a replay within the grace window, or reuse.
-                let used: Option<(Uuid, i32, Option<DbTime>)> = sql!(&self.pool, |db| {
-                    sqlx::query_as(FIND_REFRESH)
-                        .bind(presented)
-                        .fetch_optional(db)
-                        .await
-                })?;
-                let Some((session_id, generation, used_at)) = used else {
-                    return Ok(judge_refresh(
-                        PresentedRefresh::Unknown,
-                        None,
-                        None,
-                        successor,
-                        now,
-                        rules,
-                    ));
-                };
-                let session = sql!(&self.pool, |db| {
-                    sqlx::query_as::<_, SessionRow>(FIND_SESSION)
-                        .bind(session_id)
-                        .fetch_optional(db)
-                        .await
-                })?
-                .map(Session::from);
-                // A dead session's tokens are refused whatever comes next: no need to load it.
-                let live = session
-                    .as_ref()
-                    .is_some_and(|s| s.is_live(now, rules.idle_timeout));
-                let next: Option<(String, Option<DbTime>)> = if live {
-                    sql!(&self.pool, |db| {
-                        sqlx::query_as(FIND_GENERATION)
-                            .bind(session_id)
-                            .bind(generation + 1)
-                            .fetch_optional(db)
-                            .await
-                    })?
-                } else {
-                    None
-                };
-                let rotation = judge_refresh(
-                    PresentedRefresh::Retired {
-                        used_at: used_at.map(|t| t.0),
-                    },
-                    session,
-                    next.as_ref().map(|(digest, used_at)| NextRefresh {
-                        digest,
-                        used_at: used_at.map(|t| t.0),
-                    }),
-                    successor,
-                    now,
-                    rules,
-                );
-                if let Rotation::ReuseDetected { session_id, .. } = &rotation {
-                    sql!(&self.pool, |db| {
-                        sqlx::query(REVOKE_FAMILY)
-                            .bind(session_id.0)
-                            .bind(DbTime(now))
-                            .bind("refresh_token_reuse")
-                            .execute(db)
-                            .await
-                            .map(drop)
-                    })?;
-                }
-                Ok::<_, sqlx::Error>(rotation)
+                self.rotate(presented, successor, now, rules).await
             })
             .await?;
+        // The account is read with the session (no second round trip); checked here, since a
+        // corrupt row is not a database error.
+        let user = user.map(User::try_from).transpose()?;
         if let Rotation::ReuseDetected { session_id, .. } = &rotation {
             self.forget_session(*session_id);
         }
-        Ok(rotation)
+        Ok(Exchanged { rotation, user })
     }
 
     async fn list(

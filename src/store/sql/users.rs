@@ -14,7 +14,7 @@ use crate::store::{Inserted, OutboxMail, PasswordChange, StoreError, StoreResult
 
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
-    id: Uuid,
+    pub(super) id: Uuid,
     email: String,
     full_name: String,
     password_hash: String,
