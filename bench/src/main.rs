@@ -75,7 +75,9 @@ fn now_utc(format: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(mut args: Args) -> anyhow::Result<()> {
+    // The service starts in another directory: a relative path would not name it there.
+    args.binary = std::path::absolute(&args.binary)?;
     let root = cli::repo_root();
     let started_at = now_utc("+%Y-%m-%dT%H:%M:%SZ");
     let machine = machine::Machine::describe();
@@ -152,6 +154,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     eprintln!("JSON report: {}", path.display());
+    // Reported above, and a failure of the run for whoever scripts it.
+    let failed: Vec<&str> = report
+        .backends
+        .iter()
+        .filter(|b| !b.failures.is_empty())
+        .map(|b| b.backend)
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "measuring failed on: {}",
+        failed.join(", ")
+    );
     Ok(())
 }
 
