@@ -157,38 +157,30 @@ async fn a_password_change_on_one_instance_ends_the_other_sessions_everywhere(ba
     one.stop().await;
 }
 
-async fn a_session_revoked_by_hand_in_sql_is_refused_within_a_second(backend: Backend) {
+/// Signs in, has `/me` answered (filling the copy), runs `statement` by hand (it must change
+/// one row), and expects `/me` refused within [`NOTICE_BOUND`].
+async fn refused_after_a_change_by_hand(backend: Backend, statement: &'static str) {
     let app = TestApp::spawn(backend).await;
     let session = app
-        .register_active(&unique_email("copy-sql"), PASSWORD, "Copy Sql")
+        .register_active(&unique_email("copy-by-hand"), PASSWORD, "Copy By Hand")
         .await;
     let access = token(&session);
     for _ in 0..3 {
         expect_json(app.me(&access).await, StatusCode::OK).await;
     }
-    let revoked = app
-        .db()
-        .execute("UPDATE sessions SET revoked_at = created_at, revoked_reason = 'by_hand'")
-        .await;
-    assert_eq!(revoked, 1);
+    assert_eq!(app.db().execute(statement).await, 1, "{statement}");
     refused_within_notice_bound(&app, &access).await;
     app.stop().await;
 }
 
+async fn a_session_revoked_by_hand_in_sql_is_refused_within_a_second(backend: Backend) {
+    refused_after_a_change_by_hand(
+        backend,
+        "UPDATE sessions SET revoked_at = created_at, revoked_reason = 'by_hand'",
+    )
+    .await;
+}
+
 async fn an_account_disabled_by_hand_in_sql_is_refused_within_a_second(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let session = app
-        .register_active(&unique_email("copy-disabled"), PASSWORD, "Copy Disabled")
-        .await;
-    let access = token(&session);
-    for _ in 0..3 {
-        expect_json(app.me(&access).await, StatusCode::OK).await;
-    }
-    let disabled = app
-        .db()
-        .execute("UPDATE users SET status = 'disabled'")
-        .await;
-    assert_eq!(disabled, 1);
-    refused_within_notice_bound(&app, &access).await;
-    app.stop().await;
+    refused_after_a_change_by_hand(backend, "UPDATE users SET status = 'disabled'").await;
 }
