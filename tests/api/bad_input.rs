@@ -310,11 +310,11 @@ async fn invalid_code_format_is_rejected_with_422() {
     app.stop().await;
 }
 
-/// A registration body of exactly `len` bytes (the name fills it up).
-/// The server answers 413 from the Content-Length alone and closes without reading the body;
-/// the kernel may then reset the connection before the client has read that answer (a TCP
-/// race, not a server error). A reset is retried; any answer must be the 413.
-async fn post_oversized(app: &TestApp, body: String) -> reqwest::Response {
+/// Posts a large registration body. The server answers 413 to an oversized one from the
+/// Content-Length alone and closes without reading the body; the kernel may then reset the
+/// connection before the client has read that answer, or the client may reuse the closed
+/// connection for its next request (TCP races, not server errors). A failed send is retried.
+async fn post_large(app: &TestApp, body: String) -> reqwest::Response {
     let mut last_error = None;
     for _ in 0..5 {
         let sent = app
@@ -329,9 +329,10 @@ async fn post_oversized(app: &TestApp, body: String) -> reqwest::Response {
             Err(e) => last_error = Some(e),
         }
     }
-    panic!("no answer to an oversized body after 5 tries: {last_error:?}");
+    panic!("no answer to a large body after 5 tries: {last_error:?}");
 }
 
+/// A registration body of exactly `len` bytes (the name fills it up).
 fn registration_of_size(len: usize) -> String {
     let empty = registration("big@example.com", PASSWORD, "").to_string();
     let body =
@@ -343,16 +344,14 @@ fn registration_of_size(len: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_over_64_kib_is_rejected_with_413() {
     let app = spawn().await;
-    let response = post_oversized(&app, registration_of_size(64 * 1024 + 1)).await;
+    let response = post_large(&app, registration_of_size(64 * 1024 + 1)).await;
     expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     let huge = registration("big@example.com", PASSWORD, &"x".repeat(1024 * 1024));
-    let response = post_oversized(&app, huge.to_string()).await;
+    let response = post_large(&app, huge.to_string()).await;
     expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 
     // Exactly 64 KiB is read (and then refused for its over-long name).
-    let response = app
-        .post_raw("/api/auth/register", JSON, registration_of_size(64 * 1024))
-        .await;
+    let response = post_large(&app, registration_of_size(64 * 1024)).await;
     expect_error(
         response,
         StatusCode::UNPROCESSABLE_ENTITY,
