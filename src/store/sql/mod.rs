@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod codes;
+mod combined;
 mod events;
 mod keys;
 mod limits;

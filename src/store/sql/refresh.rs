@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::sessions::{FIND_SESSION_WITH_USER, INSERT_REFRESH, SessionUserRow};
 use super::users::UserRow;
-use super::{DbTime, SqlStore, sql, sql_tx};
+use super::{DbTime, SqlStore, SqlTx, combined, sql, sql_tx};
 use crate::domain::{NextRefresh, PresentedRefresh, RefreshRules, Rotation, judge_refresh};
 
 // A write first: SQLite then takes its write lock at once (waiting politely for another
@@ -33,22 +33,14 @@ impl SqlStore {
         rules: RefreshRules,
     ) -> Result<(Rotation, Option<UserRow>), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let claimed: Option<(Uuid, i32)> = sql_tx!(&mut tx, |db| {
-            sqlx::query_as(CLAIM_REFRESH)
-                .bind(presented)
-                .bind(DbTime(now))
-                .fetch_optional(db)
-                .await
-        })?;
-        if let Some((session_id, generation)) = claimed {
-            let (session, user) = sql_tx!(&mut tx, |db| {
-                sqlx::query_as::<_, SessionUserRow>(FIND_SESSION_WITH_USER)
-                    .bind(session_id)
-                    .fetch_optional(db)
-                    .await
-            })?
-            .map(SessionUserRow::split)
-            .unzip();
+        let claimed = match &mut tx {
+            SqlTx::Postgres(pg) => combined::claim_refresh(pg, presented, DbTime(now))
+                .await?
+                .map(|row| (row.session.session_id(), row.generation, Some(row.session))),
+            SqlTx::Sqlite(_) => claim_stepwise(&mut tx, presented, now).await?,
+        };
+        if let Some((session_id, generation, row)) = claimed {
+            let (session, user) = row.map(SessionUserRow::split).unzip();
             let rotation = judge_refresh(
                 PresentedRefresh::Claimed,
                 session,
@@ -61,24 +53,22 @@ impl SqlStore {
                 tx.rollback().await?;
                 return Ok((rotation, None));
             }
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(INSERT_REFRESH)
-                    .bind(successor)
-                    .bind(session_id)
-                    .bind(generation + 1)
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
-            sql_tx!(&mut tx, |db| {
-                sqlx::query(TOUCH_SESSION)
-                    .bind(session_id)
-                    .bind(DbTime(now))
-                    .execute(db)
-                    .await
-                    .map(drop)
-            })?;
+            match &mut tx {
+                SqlTx::Postgres(pg) => {
+                    combined::store_successor(
+                        pg,
+                        successor,
+                        session_id,
+                        generation + 1,
+                        DbTime(now),
+                    )
+                    .await?;
+                }
+                SqlTx::Sqlite(_) => {
+                    store_successor_stepwise(&mut tx, successor, session_id, generation + 1, now)
+                        .await?;
+                }
+            }
             tx.commit().await?;
             return Ok((rotation, user));
         }
@@ -149,4 +139,58 @@ impl SqlStore {
         }
         Ok((rotation, None))
     }
+}
+
+/// CLAIM_REFRESH, then the session and account (SQLite; PostgreSQL sends both as one, see
+/// [`combined::claim_refresh`]): the claimed token's session, its generation, and the row.
+async fn claim_stepwise(
+    tx: &mut SqlTx,
+    presented: &str,
+    now: OffsetDateTime,
+) -> Result<Option<(Uuid, i32, Option<SessionUserRow>)>, sqlx::Error> {
+    let claimed: Option<(Uuid, i32)> = sql_tx!(tx, |db| {
+        sqlx::query_as(CLAIM_REFRESH)
+            .bind(presented)
+            .bind(DbTime(now))
+            .fetch_optional(db)
+            .await
+    })?;
+    let Some((session_id, generation)) = claimed else {
+        return Ok(None);
+    };
+    let row = sql_tx!(tx, |db| {
+        sqlx::query_as::<_, SessionUserRow>(FIND_SESSION_WITH_USER)
+            .bind(session_id)
+            .fetch_optional(db)
+            .await
+    })?;
+    Ok(Some((session_id, generation, row)))
+}
+
+/// INSERT_REFRESH, then TOUCH_SESSION (SQLite; see [`combined::store_successor`]).
+async fn store_successor_stepwise(
+    tx: &mut SqlTx,
+    successor: &str,
+    session_id: Uuid,
+    generation: i32,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sql_tx!(tx, |db| {
+        sqlx::query(INSERT_REFRESH)
+            .bind(successor)
+            .bind(session_id)
+            .bind(generation)
+            .bind(DbTime(now))
+            .execute(db)
+            .await
+            .map(drop)
+    })?;
+    sql_tx!(tx, |db| {
+        sqlx::query(TOUCH_SESSION)
+            .bind(session_id)
+            .bind(DbTime(now))
+            .execute(db)
+            .await
+            .map(drop)
+    })
 }

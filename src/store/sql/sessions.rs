@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::events::insert_event;
 use super::users::UserRow;
-use super::{DbTime, SqlStore, sql, sql_tx};
+use super::{DbTime, SqlStore, SqlTx, combined, sql, sql_tx};
 use crate::domain::{
     AuthEvent, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
 };
@@ -55,6 +55,11 @@ pub(super) struct SessionUserRow {
 }
 
 impl SessionUserRow {
+    /// The session's id.
+    pub(super) fn session_id(&self) -> Uuid {
+        self.session_id
+    }
+
     /// The session, and its account's row still to be checked (which can fail: a corrupt row).
     pub(super) fn split(self) -> (Session, UserRow) {
         let session = Session {
@@ -120,7 +125,6 @@ impl SessionStore for SqlStore {
         limit: SessionLimit,
         event: &AuthEvent,
     ) -> StoreResult<u64> {
-        let others = i64::from(limit.max_per_user.saturating_sub(1));
         let ended = self
             .run("creating session", move || async move {
                 let mut tx = self.pool.begin().await?;
@@ -131,41 +135,14 @@ impl SessionStore for SqlStore {
                         .await
                         .map(drop)
                 })?;
-                sql_tx!(&mut tx, |db| {
-                    sqlx::query(INSERT_SESSION)
-                        .bind(session.id.0)
-                        .bind(session.user_id.0)
-                        .bind(DbTime(session.created_at))
-                        .bind(DbTime(session.expires_at))
-                        .bind(DbTime(session.last_used_at))
-                        .bind(session.user_agent.as_deref())
-                        .bind(session.ip.as_deref())
-                        .execute(db)
-                        .await
-                        .map(drop)
-                })?;
-                sql_tx!(&mut tx, |db| {
-                    sqlx::query(INSERT_REFRESH)
-                        .bind(refresh_digest)
-                        .bind(session.id.0)
-                        .bind(0_i32)
-                        .bind(DbTime(session.created_at))
-                        .execute(db)
-                        .await
-                        .map(drop)
-                })?;
-                let ended = sql_tx!(&mut tx, |db| {
-                    sqlx::query(END_OLDEST)
-                        .bind(session.user_id.0)
-                        .bind(DbTime(session.created_at))
-                        .bind(DbTime(limit.used_after))
-                        .bind(others)
-                        .bind(session.id.0)
-                        .execute(db)
-                        .await
-                        .map(|done| done.rows_affected())
-                })?;
-                insert_event(&mut tx, event).await?;
+                let ended = match &mut tx {
+                    SqlTx::Postgres(pg) => {
+                        combined::create_session(pg, session, refresh_digest, limit, event).await?
+                    }
+                    SqlTx::Sqlite(_) => {
+                        create_stepwise(&mut tx, session, refresh_digest, limit, event).await?
+                    }
+                };
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(ended)
             })
@@ -321,4 +298,52 @@ impl SessionStore for SqlStore {
         self.forget_user(user_id);
         ended
     }
+}
+
+/// The session's writes one statement at a time (SQLite; PostgreSQL sends them as one, see
+/// [`combined::create_session`]). The account's row must be locked already.
+async fn create_stepwise(
+    tx: &mut SqlTx,
+    session: &Session,
+    refresh_digest: &str,
+    limit: SessionLimit,
+    event: &AuthEvent,
+) -> Result<u64, sqlx::Error> {
+    let others = i64::from(limit.max_per_user.saturating_sub(1));
+    sql_tx!(tx, |db| {
+        sqlx::query(INSERT_SESSION)
+            .bind(session.id.0)
+            .bind(session.user_id.0)
+            .bind(DbTime(session.created_at))
+            .bind(DbTime(session.expires_at))
+            .bind(DbTime(session.last_used_at))
+            .bind(session.user_agent.as_deref())
+            .bind(session.ip.as_deref())
+            .execute(db)
+            .await
+            .map(drop)
+    })?;
+    sql_tx!(tx, |db| {
+        sqlx::query(INSERT_REFRESH)
+            .bind(refresh_digest)
+            .bind(session.id.0)
+            .bind(0_i32)
+            .bind(DbTime(session.created_at))
+            .execute(db)
+            .await
+            .map(drop)
+    })?;
+    let ended = sql_tx!(tx, |db| {
+        sqlx::query(END_OLDEST)
+            .bind(session.user_id.0)
+            .bind(DbTime(session.created_at))
+            .bind(DbTime(limit.used_after))
+            .bind(others)
+            .bind(session.id.0)
+            .execute(db)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    insert_event(tx, event).await?;
+    Ok(ended)
 }
