@@ -11,7 +11,7 @@ use crate::domain::{
     password_backoff,
 };
 use crate::email::{Email, Message};
-use crate::store::{Admission, HitId, LimitKey};
+use crate::store::{Admission, Admissions, HitId, LimitKey};
 
 /// The configured limits (`AIDLC_RATE_LIMIT_*`, `AIDLC_CODE_*_LIMIT`,
 /// `AIDLC_PASSWORD_FAILURE_LIMIT`).
@@ -122,29 +122,49 @@ impl Accounts {
     /// Counts a request for `action` from `client` (and for `email`, when the request names
     /// one) and refuses it with [`AccountError::RateLimited`] past the per-IP or per-address
     /// limit. Use cases call this first, before any Argon2 run, code check or mail, so a
-    /// flood costs one counter update per request. (Refresh is counted per IP only.)
+    /// flood costs one counter update per request. All of a request's counters are checked
+    /// in one store round trip, and counted all or none: a refused request counts on no
+    /// limit. (Refresh is counted per IP only.)
     pub async fn admit(
         &self,
         action: Action,
         client: &ClientInfo,
         email: Option<&EmailAddress>,
     ) -> Result<(), AccountError> {
-        let started = std::time::Instant::now();
-        let admitted = self.check_limits(action, client, email).await;
-        crate::metrics::rate_limit_check(action.name(), started.elapsed());
-        admitted
+        self.admit_with(action, client, email, None).await.map(drop)
     }
 
-    async fn check_limits(
+    /// [`Accounts::admit`] for a request that presents a code: takes one guess from the
+    /// address's code-guess budget with the request's other hits, in one round trip (taken
+    /// before the code is checked, so concurrent guesses cannot exceed it); a correct code
+    /// gives the returned hit back ([`Accounts::give_back_guess`]).
+    pub(super) async fn admit_guess(
+        &self,
+        action: Action,
+        client: &ClientInfo,
+        email: &EmailAddress,
+    ) -> Result<HitId, AccountError> {
+        let guess = (
+            address_key(GUESSES, email),
+            &self.policy.limits.code_guesses,
+        );
+        self.admit_with(action, client, Some(email), Some(guess))
+            .await
+    }
+
+    async fn admit_with(
         &self,
         action: Action,
         client: &ClientInfo,
         email: Option<&EmailAddress>,
-    ) -> Result<(), AccountError> {
+        extra: Option<(LimitKey<'_>, &RateLimit)>,
+    ) -> Result<HitId, AccountError> {
+        let started = std::time::Instant::now();
         let (ip_family, address_family) = action.families();
         let limits = &self.policy.limits;
-        if let Some(ip) = client.ip {
-            let subject = limit_subject(ip);
+        let subject = client.ip.map(limit_subject);
+        let mut hits = Vec::with_capacity(3);
+        if let Some(subject) = &subject {
             let limit = if action == Action::Refresh {
                 &limits.refresh
             } else {
@@ -152,15 +172,40 @@ impl Accounts {
             };
             let key = LimitKey {
                 family: ip_family,
-                subject: &subject,
+                subject,
             };
-            self.acquire(key, limit, client).await?;
+            hits.push((key, limit));
         }
         if let Some(email) = email {
-            self.acquire(address_key(address_family, email), &limits.address, client)
-                .await?;
+            hits.push((address_key(address_family, email), &limits.address));
         }
-        Ok(())
+        hits.extend(extra);
+        let admitted = self.acquire_all(&hits, client).await;
+        crate::metrics::rate_limit_check(action.name(), started.elapsed());
+        admitted
+    }
+
+    /// Counts one hit on each of `hits` (one store round trip), or none and refuses
+    /// `client`'s request with the wait of the limit it is over.
+    async fn acquire_all(
+        &self,
+        hits: &[(LimitKey<'_>, &RateLimit)],
+        client: &ClientInfo,
+    ) -> Result<HitId, AccountError> {
+        match self
+            .stores
+            .limiter
+            .acquire_all(hits, self.clock.now())
+            .await?
+        {
+            Admissions::Granted(hit) => Ok(hit),
+            Admissions::Denied { index, wait } => {
+                let Some((key, _)) = hits.get(index) else {
+                    return Err(AccountError::RateLimited(wait));
+                };
+                self.refused(*key, wait, client).await
+            }
+        }
     }
 
     /// Counts one hit against `limit`, or refuses `client`'s request with the wait.
@@ -177,16 +222,24 @@ impl Accounts {
             .await?
         {
             Admission::Granted(hit) => Ok(hit),
-            Admission::Denied(wait) => {
-                tracing::info!(
-                    limit = key.family,
-                    retry_after_secs = wait.as_secs(),
-                    "rate limited"
-                );
-                self.record_block(key, client).await;
-                Err(AccountError::RateLimited(wait))
-            }
+            Admission::Denied(wait) => self.refused(key, wait, client).await,
         }
+    }
+
+    /// A request refused by `key`'s limit: logged, audited (at most once a minute), answered.
+    async fn refused<T>(
+        &self,
+        key: LimitKey<'_>,
+        wait: Duration,
+        client: &ClientInfo,
+    ) -> Result<T, AccountError> {
+        tracing::info!(
+            limit = key.family,
+            retry_after_secs = wait.as_secs(),
+            "rate limited"
+        );
+        self.record_block(key, client).await;
+        Err(AccountError::RateLimited(wait))
     }
 
     /// Writes the audit row of a request refused by `key`'s limit, unless one was written for
@@ -224,21 +277,6 @@ impl Accounts {
         if let Err(e) = self.stores.limiter.release(key, hit).await {
             tracing::warn!(error = %e, limit = key.family, "could not give back a rate-limit hit");
         }
-    }
-
-    /// Takes one guess from the address's code-guess budget before a code is checked (taken
-    /// first, so concurrent guesses cannot exceed it); a correct code gives it back.
-    pub(super) async fn take_guess(
-        &self,
-        email: &EmailAddress,
-        client: &ClientInfo,
-    ) -> Result<HitId, AccountError> {
-        self.acquire(
-            address_key(GUESSES, email),
-            &self.policy.limits.code_guesses,
-            client,
-        )
-        .await
     }
 
     /// Returns a guess that was not a wrong code.

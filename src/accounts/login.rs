@@ -123,9 +123,9 @@ impl Accounts {
         code: OneTimeCode,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
-        self.admit(Action::VerifyLogin, &client, Some(&email))
+        let guess = self
+            .admit_guess(Action::VerifyLogin, &client, &email)
             .await?;
-        let guess = self.take_guess(&email, &client).await?;
         let kind = AuthEventKind::CodeLogin;
         let user = self.stores.users.find_by_email(&email).await?;
         let presented = self

@@ -67,10 +67,10 @@ impl Accounts {
         new_password: Password,
         client: ClientInfo,
     ) -> Result<(), AccountError> {
-        self.admit(Action::PasswordResetConfirm, &client, Some(&email))
-            .await?;
         // A reset code is guessed from the same per-address budget as every other code.
-        let guess = self.take_guess(&email, &client).await?;
+        let guess = self
+            .admit_guess(Action::PasswordResetConfirm, &client, &email)
+            .await?;
         let purpose = CodePurpose::PasswordReset;
         let user = self
             .stores

@@ -223,11 +223,11 @@ impl Accounts {
         password: Option<SecretString>,
         client: ClientInfo,
     ) -> Result<IssuedSession, AccountError> {
-        self.admit(Action::VerifyRegistration, &client, Some(&email))
+        // The guess is taken before any Argon2 run; given back on every path that does not
+        // end in a wrong code.
+        let guess = self
+            .admit_guess(Action::VerifyRegistration, &client, &email)
             .await?;
-        // Taken before any Argon2 run; given back on every path that does not end in a wrong
-        // code.
-        let guess = self.take_guess(&email, &client).await?;
         let user = self
             .stores
             .users

@@ -51,6 +51,21 @@ pub enum Admission {
     Denied(Duration),
 }
 
+/// The answer to one hit on each of several keys at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admissions {
+    /// Counted on every key, all under this one id.
+    Granted(HitId),
+    /// Some key is over its limit: counted nothing on any; the one with the longest wait
+    /// (its index among the hits asked) and that wait.
+    Denied {
+        /// Which hit was refused.
+        index: usize,
+        /// Retry after this long.
+        wait: Duration,
+    },
+}
+
 /// Recent hits of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Recent {
@@ -70,6 +85,38 @@ pub trait RateLimiter: Send + Sync {
         key: LimitKey<'_>,
         limit: &RateLimit,
         now: OffsetDateTime,
+    ) -> StoreResult<Admission> {
+        self.acquire_as(key, limit, now, &HitId::new()).await
+    }
+    /// Counts a hit at `now` on each key of `hits` if every one has room under its limit,
+    /// else on none. This default asks key by key and gives back what it was granted before
+    /// a refusal (each key exact, the set not atomic); Redis judges them all in one script.
+    async fn acquire_all(
+        &self,
+        hits: &[(LimitKey<'_>, &RateLimit)],
+        now: OffsetDateTime,
+    ) -> StoreResult<Admissions> {
+        let id = HitId::new();
+        for (index, (key, limit)) in hits.iter().enumerate() {
+            match self.acquire_as(*key, limit, now, &id).await? {
+                Admission::Granted(_) => {}
+                Admission::Denied(wait) => {
+                    for (granted, _) in &hits[..index] {
+                        self.release(*granted, &id).await?;
+                    }
+                    return Ok(Admissions::Denied { index, wait });
+                }
+            }
+        }
+        Ok(Admissions::Granted(id))
+    }
+    /// [`RateLimiter::acquire`] with the hit named `id` (so hits on several keys share one).
+    async fn acquire_as(
+        &self,
+        key: LimitKey<'_>,
+        limit: &RateLimit,
+        now: OffsetDateTime,
+        id: &HitId,
     ) -> StoreResult<Admission>;
     /// Gives a granted hit back (it turned out not to count, e.g. a correct code).
     async fn release(&self, key: LimitKey<'_>, hit: &HitId) -> StoreResult<()>;
@@ -147,20 +194,20 @@ impl MemoryLimiter {
 
 #[async_trait]
 impl RateLimiter for MemoryLimiter {
-    async fn acquire(
+    async fn acquire_as(
         &self,
         key: LimitKey<'_>,
         limit: &RateLimit,
         now: OffsetDateTime,
+        id: &HitId,
     ) -> StoreResult<Admission> {
         Ok(self.with_hits(key, now, |hits| {
             let times: Vec<OffsetDateTime> = hits.iter().map(|h| h.1).collect();
             match limit.wait(&times, now) {
                 Some(wait) => Admission::Denied(wait),
                 None => {
-                    let id = HitId::new();
                     hits.push((id.clone(), now, now + limit.longest()));
-                    Admission::Granted(id)
+                    Admission::Granted(id.clone())
                 }
             }
         }))
@@ -237,6 +284,32 @@ impl FallbackLimiter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The longest wait still remembered for any of `names`, as a refusal of that one.
+    fn remembered_refusal(&self, names: &[String], now: OffsetDateTime) -> Option<Admissions> {
+        let refused = self.lock_refused();
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(index, name)| {
+                let until = refused.get(name).copied().filter(|until| *until > now)?;
+                Some((index, Duration::try_from(until - now).unwrap_or_default()))
+            })
+            .max_by_key(|(_, wait)| *wait)
+            .map(|(index, wait)| Admissions::Denied { index, wait })
+    }
+
+    /// Refuses `name` without a store round trip until `until`.
+    fn remember_refusal(&self, name: String, until: OffsetDateTime, now: OffsetDateTime) {
+        let mut refused = self.lock_refused();
+        if refused.len() >= MEMORY_MAX_KEYS {
+            refused.retain(|_, until| *until > now);
+            if refused.len() >= MEMORY_MAX_KEYS {
+                refused.clear();
+            }
+        }
+        refused.insert(name, until);
+    }
+
     /// Checks answered by the in-memory counters since start.
     pub fn degraded_checks(&self) -> u64 {
         self.degraded_checks.load(Ordering::Relaxed)
@@ -285,35 +358,53 @@ impl FallbackLimiter {
 
 #[async_trait]
 impl RateLimiter for FallbackLimiter {
-    async fn acquire(
+    async fn acquire_as(
         &self,
         key: LimitKey<'_>,
         limit: &RateLimit,
         now: OffsetDateTime,
+        id: &HitId,
     ) -> StoreResult<Admission> {
         let name = key_name(&self.local.secret, key);
-        if let Some(until) = self.lock_refused().get(&name).copied()
-            && until > now
+        if let Some(Admissions::Denied { wait, .. }) =
+            self.remembered_refusal(std::slice::from_ref(&name), now)
         {
-            return Ok(Admission::Denied(
-                Duration::try_from(until - now).unwrap_or_default(),
-            ));
+            return Ok(Admission::Denied(wait));
         }
         let answer = self
             .run(
-                self.shared.acquire(key, limit, now),
-                self.local.acquire(key, limit, now),
+                self.shared.acquire_as(key, limit, now, id),
+                self.local.acquire_as(key, limit, now, id),
             )
             .await?;
         if let Admission::Denied(wait) = &answer {
-            let mut refused = self.lock_refused();
-            if refused.len() >= MEMORY_MAX_KEYS {
-                refused.retain(|_, until| *until > now);
-                if refused.len() >= MEMORY_MAX_KEYS {
-                    refused.clear();
-                }
-            }
-            refused.insert(name, now + *wait);
+            self.remember_refusal(name, now + *wait, now);
+        }
+        Ok(answer)
+    }
+
+    async fn acquire_all(
+        &self,
+        hits: &[(LimitKey<'_>, &RateLimit)],
+        now: OffsetDateTime,
+    ) -> StoreResult<Admissions> {
+        let names: Vec<String> = hits
+            .iter()
+            .map(|(key, _)| key_name(&self.local.secret, *key))
+            .collect();
+        if let Some(denied) = self.remembered_refusal(&names, now) {
+            return Ok(denied);
+        }
+        let answer = self
+            .run(
+                self.shared.acquire_all(hits, now),
+                self.local.acquire_all(hits, now),
+            )
+            .await?;
+        if let Admissions::Denied { index, wait } = &answer
+            && let Some(name) = names.get(*index)
+        {
+            self.remember_refusal(name.clone(), now + *wait, now);
         }
         Ok(answer)
     }
@@ -358,11 +449,12 @@ mod tests {
 
     #[async_trait]
     impl RateLimiter for Down {
-        async fn acquire(
+        async fn acquire_as(
             &self,
             _: LimitKey<'_>,
             _: &RateLimit,
             _: OffsetDateTime,
+            _: &HitId,
         ) -> StoreResult<Admission> {
             Err(StoreError::Unavailable(anyhow::anyhow!("down")))
         }
@@ -406,6 +498,39 @@ mod tests {
             Admission::Granted(_)
         ));
         assert_eq!(limiter.degraded_checks(), 5);
+    }
+
+    #[tokio::test]
+    async fn hits_on_several_keys_count_all_or_none() {
+        let limiter = MemoryLimiter::new(vec![1; 32]);
+        let other = LimitKey {
+            family: "other",
+            subject: "a@example.com",
+        };
+        let (one, two): (RateLimit, RateLimit) = ("1/1m".parse().unwrap(), "2/1m".parse().unwrap());
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let both = [(other, &two), (KEY, &one)];
+        let Admissions::Granted(id) = limiter.acquire_all(&both, now).await.unwrap() else {
+            panic!("both have room");
+        };
+        // KEY is full: refused, and `other` keeps its one remaining hit.
+        assert_eq!(
+            limiter.acquire_all(&both, now).await.unwrap(),
+            Admissions::Denied {
+                index: 1,
+                wait: Duration::from_secs(60)
+            }
+        );
+        assert!(matches!(
+            limiter.acquire(other, &two, now).await.unwrap(),
+            Admission::Granted(_)
+        ));
+        // The shared id gives back each key's hit.
+        limiter.release(KEY, &id).await.unwrap();
+        assert!(matches!(
+            limiter.acquire(KEY, &one, now).await.unwrap(),
+            Admission::Granted(_)
+        ));
     }
 
     #[tokio::test]

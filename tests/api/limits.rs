@@ -20,6 +20,7 @@ use crate::helpers::{
 backend_tests!(
     a_password_flood_from_one_client_ip_does_not_deny_another_clients_logins,
     limits_hold_across_instances_and_answer_429_with_retry_after,
+    a_request_refused_by_one_limit_counts_on_none_of_the_others,
     rotating_the_left_most_forwarded_for_entry_escapes_no_limit,
     behind_a_trusted_proxy_the_session_records_the_forwarded_client_ip,
     the_code_guess_budget_survives_resends_re_registration_and_new_codes,
@@ -183,6 +184,32 @@ async fn limits_hold_across_instances_and_answer_429_with_retry_after(backend: B
     if let Some(second) = second {
         second.stop().await;
     }
+}
+
+async fn a_request_refused_by_one_limit_counts_on_none_of_the_others(backend: Backend) {
+    let mut env = TestEnv::new(backend).await;
+    env.settings.rate_limit_ip = limit("2/1m");
+    env.settings.rate_limit_address = limit("1/1m");
+    let app = env.spawn().await;
+    let busy = unique_email("busy");
+    expect_json(app.request_login_code(&busy).await, StatusCode::ACCEPTED).await;
+    // Over the address's limit (before its resend cooldown is looked at): refused, and not
+    // counted against the client IP either.
+    let refused = app.request_login_code(&busy).await;
+    let (status, body) = status_and_json(refused).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(
+        !body.to_string().contains("sent recently"),
+        "refused by the address limit, not the cooldown: {body}"
+    );
+    expect_json(
+        app.request_login_code(&unique_email("other")).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    // The IP's third request was its last.
+    expect_limited(app.request_login_code(&unique_email("third")).await).await;
+    app.stop().await;
 }
 
 async fn rotating_the_left_most_forwarded_for_entry_escapes_no_limit(backend: Backend) {

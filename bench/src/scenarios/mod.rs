@@ -12,13 +12,17 @@ use anyhow::Context as _;
 
 use crate::load::{self, Outcome, Plan};
 use crate::mailbox::Mailbox;
-use crate::measure::{Usage, Watch};
+use crate::measure::{Probe, Usage, Watch};
 use jobs::{Account, Accounts, BadInput, Kind, Register, Verify, deal};
 
 /// How long prepared mail may take to arrive.
 const MAIL_LIMIT: Duration = Duration::from_secs(60);
 /// Login-code rounds at most (each gives every account one more session).
 const MAX_CODE_ROUNDS: usize = 15;
+/// The service frees Argon2 memory left idle for 2 s (`src/accounts/passwords/memory.rs`): a
+/// phase that hashes nothing starts this long after the last one that did, so its peak RSS is
+/// its own, not the buffers of the hashes before it.
+const ARGON2_RELEASE: Duration = Duration::from_millis(2500);
 
 /// One scenario's measurements.
 #[derive(Debug, Clone)]
@@ -47,6 +51,8 @@ pub struct Run {
     pending: Vec<String>,
     pending_mail: Option<Mailbox>,
     batches: usize,
+    /// When the last phase that hashed passwords ended.
+    hashed_at: Option<Instant>,
 }
 
 impl Run {
@@ -71,7 +77,25 @@ impl Run {
             pending: Vec::new(),
             pending_mail: None,
             batches: 0,
+            hashed_at: None,
         }
+    }
+
+    /// Starts measuring a phase; one that hashes nothing first waits out [`ARGON2_RELEASE`].
+    async fn start(&self, hashing: bool) -> Probe {
+        if !hashing && let Some(at) = self.hashed_at {
+            tokio::time::sleep_until((at + ARGON2_RELEASE).into()).await;
+        }
+        self.watch.start()
+    }
+
+    /// Ends the phase `probe` measured.
+    async fn finish(&mut self, probe: Probe, hashing: bool) -> Usage {
+        let usage = self.watch.finish(probe).await;
+        if hashing {
+            self.hashed_at = Some(Instant::now());
+        }
+        usage
     }
 
     /// A plan for untimed preparation: at most `count` requests, as fast as answered.
@@ -106,9 +130,9 @@ impl Run {
         let jobs = (0..self.connections)
             .map(|c| Register::new(&prefix, c))
             .collect();
-        let probe = self.watch.start();
+        let probe = self.start(true).await;
         let (outcome, jobs) = load::run(self.server, jobs, plan).await;
-        let usage = self.watch.finish(probe).await;
+        let usage = self.finish(probe, true).await;
         self.pending
             .extend(jobs.into_iter().flat_map(|j| j.registered));
         if self.pending_mail.is_none() {
@@ -161,9 +185,9 @@ impl Run {
             .into_iter()
             .map(|share| Verify::new("/api/auth/verify-registration", share))
             .collect();
-        let probe = self.watch.start();
+        let probe = self.start(false).await;
         let (outcome, jobs) = load::run(self.server, jobs, plan).await;
-        let usage = self.watch.finish(probe).await;
+        let usage = self.finish(probe, false).await;
         self.accounts
             .extend(jobs.into_iter().flat_map(|j| j.accounts));
         (outcome, usage)
@@ -194,9 +218,10 @@ impl Run {
             .into_iter()
             .map(|share| Accounts::new(kind, share))
             .collect();
-        let probe = self.watch.start();
+        let hashing = kind == Kind::LoginPassword;
+        let probe = self.start(hashing).await;
         let (outcome, jobs) = load::run(self.server, jobs, plan).await;
-        let usage = self.watch.finish(probe).await;
+        let usage = self.finish(probe, hashing).await;
         let mut asked = Vec::new();
         for job in jobs {
             self.accounts.extend(job.accounts);
@@ -245,7 +270,7 @@ impl Run {
                 tokio::time::sleep_until((t + Duration::from_millis(1200)).into()).await;
             }
             let mut mailbox = Mailbox::from_end(self.log.clone())?;
-            let probe = self.watch.start();
+            let probe = self.start(false).await;
             let (out, _, asked) = self
                 .over_accounts(Kind::LoginCodeRequest, Self::prep_plan(self.accounts.len()))
                 .await;
@@ -254,7 +279,7 @@ impl Run {
                 .wait_for(&asked, MAIL_LIMIT)
                 .await
                 .context("login codes")?;
-            asked_use.merge(&self.watch.finish(probe).await);
+            asked_use.merge(&self.finish(probe, false).await);
             asked_out.merge(&out);
 
             let plan = Plan {
@@ -266,9 +291,9 @@ impl Run {
                 .into_iter()
                 .map(|share| Verify::new("/api/auth/verify-login", share))
                 .collect();
-            let probe = self.watch.start();
+            let probe = self.start(false).await;
             let (out, jobs) = load::run(self.server, jobs, plan).await;
-            verify_use.merge(&self.watch.finish(probe).await);
+            verify_use.merge(&self.finish(probe, false).await);
             verify_out.merge(&out);
             self.update_accounts(jobs.into_iter().flat_map(|j| j.accounts));
         }
@@ -314,9 +339,9 @@ impl Run {
     /// A body the service refuses at the edge (422).
     pub async fn bad_input(&mut self) -> anyhow::Result<Measured> {
         let jobs = (0..self.connections).map(|_| BadInput).collect();
-        let probe = self.watch.start();
+        let probe = self.start(false).await;
         let (outcome, _) = load::run(self.server, jobs, self.plan).await;
-        let usage = self.watch.finish(probe).await;
+        let usage = self.finish(probe, false).await;
         Ok(Measured {
             name: "bad-input",
             hashing: false,

@@ -9,32 +9,45 @@ use time::OffsetDateTime;
 
 use super::RedisStore;
 use crate::domain::RateLimit;
-use crate::store::limits::{Admission, HitId, LimitKey, RateLimiter, Recent, key_name};
+use crate::store::limits::{Admission, Admissions, HitId, LimitKey, RateLimiter, Recent, key_name};
 use crate::store::{StoreResult, bounded};
 
-// KEYS[1] the key; ARGV: now (ms), member, keep (ms), then (limit, period ms) per window.
-// Returns 0 when the hit was added, else the wait in ms. Mirrors `RateLimit::wait` (the SQL
-// and in-memory decision): change both together. Milliseconds keep every number exact in
-// Lua's doubles and in their string form.
+// KEYS: the keys; ARGV: now (ms), member, then per key: keep (ms), its number of windows, and
+// (limit, period ms) per window. Judges every key first and adds the hit to all of them only
+// if none is over a limit: returns {0, 0} when added, else {the refused key's index from 0,
+// the wait in ms} for the longest wait. Mirrors `RateLimit::wait` (the SQL and in-memory
+// decision): change both together. Milliseconds keep every number exact in Lua's doubles and
+// in their string form. (All keys in one script: the deployment's Redis is one shard.)
 const ACQUIRE_SCRIPT: &str = r"
 local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
-local wait = 0
-for i = 4, #ARGV, 2 do
-  local limit = tonumber(ARGV[i])
-  local period = tonumber(ARGV[i + 1])
-  local inside = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - period), '+inf', 'WITHSCORES')
-  local n = #inside / 2
-  if n >= limit then
-    local leaving = tonumber(inside[(n - limit) * 2 + 2])
-    local w = math.max(leaving + period - now, 1)
-    if w > wait then wait = w end
+local a = 3
+local worst, refused = 0, 0
+for k = 1, #KEYS do
+  local keep = tonumber(ARGV[a])
+  local windows = tonumber(ARGV[a + 1])
+  a = a + 2
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - keep)
+  for i = 1, windows do
+    local limit = tonumber(ARGV[a])
+    local period = tonumber(ARGV[a + 1])
+    a = a + 2
+    local inside = redis.call('ZRANGEBYSCORE', KEYS[k], '(' .. (now - period), '+inf', 'WITHSCORES')
+    local n = #inside / 2
+    if n >= limit then
+      local leaving = tonumber(inside[(n - limit) * 2 + 2])
+      local w = math.max(leaving + period - now, 1)
+      if w > worst then worst, refused = w, k - 1 end
+    end
   end
 end
-if wait > 0 then return wait end
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 0
+if worst > 0 then return {refused, worst} end
+a = 3
+for k = 1, #KEYS do
+  redis.call('ZADD', KEYS[k], now, ARGV[2])
+  redis.call('PEXPIRE', KEYS[k], ARGV[a])
+  a = a + 2 + 2 * tonumber(ARGV[a + 1])
+end
+return {0, 0}
 ";
 
 // KEYS[1] the key; ARGV: now (ms), member, keep (ms). Adds unconditionally; the key lives as
@@ -92,34 +105,71 @@ fn member(id: &HitId) -> &str {
     &id.0
 }
 
+impl RedisStore {
+    /// Runs the acquire script over `hits` with the hit named `id`: None when added, else the
+    /// refused hit's index and the wait.
+    async fn acquire_in_redis(
+        &self,
+        hits: &[(LimitKey<'_>, &RateLimit)],
+        now: OffsetDateTime,
+        id: &HitId,
+    ) -> StoreResult<Option<(usize, Duration)>> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.limits.acquire.prepare_invoke();
+        invocation.arg(millis(now)).arg(member(id));
+        for (key, limit) in hits {
+            invocation.key(self.limit_key(*key));
+            let windows = limit.windows();
+            invocation
+                .arg(duration_millis(limit.longest()))
+                .arg(windows.len());
+            for window in windows {
+                invocation
+                    .arg(window.limit)
+                    .arg(duration_millis(window.period));
+            }
+        }
+        let (refused, wait): (i64, i64) =
+            bounded(self.timeout, "checking a rate limit in Redis", async {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        Ok(match u64::try_from(wait) {
+            Ok(0) | Err(_) => None,
+            Ok(ms) => Some((
+                usize::try_from(refused).unwrap_or(0),
+                Duration::from_millis(ms),
+            )),
+        })
+    }
+}
+
 #[async_trait]
 impl RateLimiter for RedisStore {
-    async fn acquire(
+    async fn acquire_as(
         &self,
         key: LimitKey<'_>,
         limit: &RateLimit,
         now: OffsetDateTime,
+        id: &HitId,
     ) -> StoreResult<Admission> {
-        let name = self.limit_key(key);
+        Ok(
+            match self.acquire_in_redis(&[(key, limit)], now, id).await? {
+                None => Admission::Granted(id.clone()),
+                Some((_, wait)) => Admission::Denied(wait),
+            },
+        )
+    }
+
+    async fn acquire_all(
+        &self,
+        hits: &[(LimitKey<'_>, &RateLimit)],
+        now: OffsetDateTime,
+    ) -> StoreResult<Admissions> {
         let id = HitId::new();
-        let mut conn = self.conn.clone();
-        let mut invocation = self.limits.acquire.key(&name);
-        invocation
-            .arg(millis(now))
-            .arg(member(&id))
-            .arg(duration_millis(limit.longest()));
-        for window in limit.windows() {
-            invocation
-                .arg(window.limit)
-                .arg(duration_millis(window.period));
-        }
-        let wait: i64 = bounded(self.timeout, "checking a rate limit in Redis", async {
-            invocation.invoke_async(&mut conn).await
-        })
-        .await?;
-        Ok(match u64::try_from(wait) {
-            Ok(0) | Err(_) => Admission::Granted(id),
-            Ok(ms) => Admission::Denied(Duration::from_millis(ms)),
+        Ok(match self.acquire_in_redis(hits, now, &id).await? {
+            None => Admissions::Granted(id),
+            Some((index, wait)) => Admissions::Denied { index, wait },
         })
     }
 

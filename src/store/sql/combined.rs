@@ -11,6 +11,24 @@ use super::DbTime;
 use super::sessions::SessionUserRow;
 use crate::domain::{AuthEvent, Session, SessionLimit};
 
+// The account's row lock that makes its concurrent logins take turns: the lock the stepwise
+// form's no-op UPDATE takes (SQLite needs a write to take its write lock), without writing a
+// new version of the row.
+const LOCK_USER: &str = "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE";
+
+/// Locks the account's row until the transaction ends.
+pub(super) async fn lock_user(
+    tx: &mut Transaction<'static, Postgres>,
+    user_id: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    let db: &mut PgConnection = tx;
+    sqlx::query(LOCK_USER)
+        .bind(user_id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
 // INSERT_SESSION, INSERT_REFRESH, the audit event and END_OLDEST in one. Sent after
 // LOCK_USER: in READ COMMITTED the statement's snapshot is taken once the account's row lock
 // is held, so END_OLDEST counts every session committed before, as the stepwise form does.

@@ -33,11 +33,12 @@ pub(crate) struct SqlLimiter {
 
 #[async_trait]
 impl RateLimiter for SqlLimiter {
-    async fn acquire(
+    async fn acquire_as(
         &self,
         key: LimitKey<'_>,
         limit: &RateLimit,
         now: OffsetDateTime,
+        id: &HitId,
     ) -> StoreResult<Admission> {
         let name = key_name(&self.secret, key);
         let expires_at = now + limit.longest();
@@ -78,7 +79,6 @@ impl RateLimiter for SqlLimiter {
                 tx.rollback().await?;
                 return Ok(Admission::Denied(wait));
             }
-            let id = HitId::new();
             sql_tx!(&mut tx, |db| {
                 sqlx::query(INSERT_HIT)
                     .bind(&name)
@@ -90,7 +90,7 @@ impl RateLimiter for SqlLimiter {
                     .map(drop)
             })?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(Admission::Granted(id))
+            Ok::<_, sqlx::Error>(Admission::Granted(id.clone()))
         })
         .await
     }

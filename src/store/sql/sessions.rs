@@ -95,8 +95,9 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, exp
      last_used_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(super) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, session_id, generation, \
      created_at) VALUES ($1, $2, $3, $4)";
-// A write on the account row first, so concurrent logins of one user take turns (row lock in
-// PostgreSQL, the write lock in SQLite) and the limit below is never overshot.
+// A write on the account row first, so concurrent logins of one user take turns (SQLite's
+// write lock; PostgreSQL takes the row lock, see `combined.rs`) and the limit below is never
+// overshot.
 const LOCK_USER: &str = "UPDATE users SET updated_at = updated_at WHERE id = $1";
 // Keeps the new session and the newest `$4` other live ones; ends the rest.
 const END_OLDEST: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 'session_limit' \
@@ -128,15 +129,9 @@ impl SessionStore for SqlStore {
         let ended = self
             .run("creating session", move || async move {
                 let mut tx = self.pool.begin().await?;
-                sql_tx!(&mut tx, |db| {
-                    sqlx::query(LOCK_USER)
-                        .bind(session.user_id.0)
-                        .execute(db)
-                        .await
-                        .map(drop)
-                })?;
                 let ended = match &mut tx {
                     SqlTx::Postgres(pg) => {
+                        combined::lock_user(pg, session.user_id.0).await?;
                         combined::create_session(pg, session, refresh_digest, limit, event).await?
                     }
                     SqlTx::Sqlite(_) => {
@@ -300,8 +295,8 @@ impl SessionStore for SqlStore {
     }
 }
 
-/// The session's writes one statement at a time (SQLite; PostgreSQL sends them as one, see
-/// [`combined::create_session`]). The account's row must be locked already.
+/// The session's writes one statement at a time, the account's row locked first (SQLite;
+/// PostgreSQL sends them as one, see [`combined::create_session`]).
 async fn create_stepwise(
     tx: &mut SqlTx,
     session: &Session,
@@ -310,6 +305,13 @@ async fn create_stepwise(
     event: &AuthEvent,
 ) -> Result<u64, sqlx::Error> {
     let others = i64::from(limit.max_per_user.saturating_sub(1));
+    sql_tx!(tx, |db| {
+        sqlx::query(LOCK_USER)
+            .bind(session.user_id.0)
+            .execute(db)
+            .await
+            .map(drop)
+    })?;
     sql_tx!(tx, |db| {
         sqlx::query(INSERT_SESSION)
             .bind(session.id.0)
