@@ -7,8 +7,8 @@
 
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::DbTime;
 use super::sessions::SessionUserRow;
+use super::{DbTime, bind_event, bind_session};
 use crate::domain::{AuthEvent, Session, SessionLimit};
 
 // The account's row lock that makes its concurrent logins take turns: the lock the stepwise
@@ -60,23 +60,8 @@ pub(super) async fn create_session(
     let others = i64::from(limit.max_per_user.saturating_sub(1));
     let ip = event.ip.map(|ip| ip.to_string());
     let db: &mut PgConnection = tx;
-    let ended: i64 = sqlx::query_scalar(CREATE_SESSION)
-        .bind(session.id.0)
-        .bind(session.user_id.0)
-        .bind(DbTime(session.created_at))
-        .bind(DbTime(session.expires_at))
-        .bind(DbTime(session.last_used_at))
-        .bind(session.user_agent.as_deref())
-        .bind(session.ip.as_deref())
-        .bind(refresh_digest)
-        .bind(event.id)
-        .bind(event.user_id.map(|id| id.0))
-        .bind(event.kind.as_str())
-        .bind(event.outcome.as_str())
-        .bind(ip.as_deref())
-        .bind(event.user_agent.as_deref())
-        .bind(event.request_id.as_deref())
-        .bind(DbTime(event.at))
+    let query = bind_session!(sqlx::query_scalar(CREATE_SESSION), session).bind(refresh_digest);
+    let ended: i64 = bind_event!(query, event, ip.as_deref())
         .bind(DbTime(limit.used_after))
         .bind(others)
         .fetch_one(db)

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{DbTime, SqlStore, SqlTx, sql, sql_tx};
+use super::{DbTime, SqlStore, SqlTx, bind_event, sql, sql_tx};
 use crate::domain::{AuthEvent, AuthEventKind, AuthOutcome, EventCursor, UserId};
 use crate::store::{AuthEventStore, StoreError, StoreResult, bounded};
 
@@ -54,15 +54,7 @@ const LIST_EVENTS_AFTER: &str = "SELECT id, user_id, event, outcome, ip, user_ag
 pub(super) async fn insert_event(tx: &mut SqlTx, event: &AuthEvent) -> Result<(), sqlx::Error> {
     let ip = event.ip.map(|ip| ip.to_string());
     sql_tx!(tx, |db| {
-        sqlx::query(INSERT_EVENT)
-            .bind(event.id)
-            .bind(event.user_id.map(|id| id.0))
-            .bind(event.kind.as_str())
-            .bind(event.outcome.as_str())
-            .bind(ip.as_deref())
-            .bind(event.user_agent.as_deref())
-            .bind(event.request_id.as_deref())
-            .bind(DbTime(event.at))
+        bind_event!(sqlx::query(INSERT_EVENT), event, ip.as_deref())
             .execute(db)
             .await
             .map(drop)
@@ -76,15 +68,7 @@ impl AuthEventStore for SqlStore {
         let ip = event.ip.map(|ip| ip.to_string());
         bounded(self.timeout, "recording auth event", async {
             sql!(&self.pool, |db| {
-                sqlx::query(INSERT_EVENT)
-                    .bind(event.id)
-                    .bind(event.user_id.map(|id| id.0))
-                    .bind(event.kind.as_str())
-                    .bind(event.outcome.as_str())
-                    .bind(ip.as_deref())
-                    .bind(event.user_agent.as_deref())
-                    .bind(event.request_id.as_deref())
-                    .bind(DbTime(event.at))
+                bind_event!(sqlx::query(INSERT_EVENT), event, ip.as_deref())
                     .execute(db)
                     .await
                     .map(drop)

@@ -125,7 +125,40 @@ macro_rules! sql_tx {
     };
 }
 
-use {sql, sql_tx};
+/// Binds a [`crate::domain::Session`]'s columns onto `query`, in the order of every statement
+/// that writes a session row: id, user_id, created_at, expires_at, last_used_at, user_agent,
+/// ip (`$1`–`$7`).
+macro_rules! bind_session {
+    ($query:expr, $session:expr) => {
+        $query
+            .bind($session.id.0)
+            .bind($session.user_id.0)
+            .bind($crate::store::sql::DbTime($session.created_at))
+            .bind($crate::store::sql::DbTime($session.expires_at))
+            .bind($crate::store::sql::DbTime($session.last_used_at))
+            .bind($session.user_agent.as_deref())
+            .bind($session.ip.as_deref())
+    };
+}
+
+/// Binds a [`crate::domain::AuthEvent`]'s columns onto `query`, in the order of every
+/// statement that writes an audit row: id, user_id, event, outcome, ip (`$ip`, its address as
+/// text), user_agent, request_id, created_at.
+macro_rules! bind_event {
+    ($query:expr, $event:expr, $ip:expr) => {
+        $query
+            .bind($event.id)
+            .bind($event.user_id.map(|id| id.0))
+            .bind($event.kind.as_str())
+            .bind($event.outcome.as_str())
+            .bind($ip)
+            .bind($event.user_agent.as_deref())
+            .bind($event.request_id.as_deref())
+            .bind($crate::store::sql::DbTime($event.at))
+    };
+}
+
+use {bind_event, bind_session, sql, sql_tx};
 
 /// The SQL implementation of every store, over one pool.
 pub(crate) struct SqlStore {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::events::insert_event;
 use super::users::UserRow;
-use super::{DbTime, SqlStore, SqlTx, combined, sql, sql_tx};
+use super::{DbTime, SqlStore, SqlTx, bind_session, combined, sql, sql_tx};
 use crate::domain::{
     AuthEvent, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
 };
@@ -313,14 +313,7 @@ async fn create_stepwise(
             .map(drop)
     })?;
     sql_tx!(tx, |db| {
-        sqlx::query(INSERT_SESSION)
-            .bind(session.id.0)
-            .bind(session.user_id.0)
-            .bind(DbTime(session.created_at))
-            .bind(DbTime(session.expires_at))
-            .bind(DbTime(session.last_used_at))
-            .bind(session.user_agent.as_deref())
-            .bind(session.ip.as_deref())
+        bind_session!(sqlx::query(INSERT_SESSION), session)
             .execute(db)
             .await
             .map(drop)
