@@ -186,7 +186,8 @@ impl Accounts {
     }
 
     /// Counts one hit on each of `hits` (one store round trip), or none and refuses
-    /// `client`'s request with the wait of the limit it is over.
+    /// `client`'s request with the wait of the limit it is over. Every limit a use case
+    /// applies goes through here.
     async fn acquire_all(
         &self,
         hits: &[(LimitKey<'_>, &RateLimit)],
@@ -205,24 +206,6 @@ impl Accounts {
                 };
                 self.refused(*key, wait, client).await
             }
-        }
-    }
-
-    /// Counts one hit against `limit`, or refuses `client`'s request with the wait.
-    async fn acquire(
-        &self,
-        key: LimitKey<'_>,
-        limit: &RateLimit,
-        client: &ClientInfo,
-    ) -> Result<HitId, AccountError> {
-        match self
-            .stores
-            .limiter
-            .acquire(key, limit, self.clock.now())
-            .await?
-        {
-            Admission::Granted(hit) => Ok(hit),
-            Admission::Denied(wait) => self.refused(key, wait, client).await,
         }
     }
 
@@ -290,12 +273,11 @@ impl Accounts {
         email: &EmailAddress,
         client: &ClientInfo,
     ) -> Result<HitId, AccountError> {
-        self.acquire(
+        let hit = (
             address_key(CODES_ISSUED, email),
             &self.policy.limits.codes_issued,
-            client,
-        )
-        .await
+        );
+        self.acquire_all(&[hit], client).await
     }
 
     /// Returns a counted code that was never sent.
