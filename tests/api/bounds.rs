@@ -15,6 +15,7 @@ use crate::helpers::{
 
 backend_tests!(
     a_new_session_past_the_per_user_limit_ends_the_oldest,
+    concurrent_logins_to_one_account_never_pass_the_per_user_limit,
     pending_accounts_never_verified_are_deleted_after_their_ttl,
     a_large_sweep_backlog_drains_in_batches,
     an_internationalised_domain_and_its_punycode_are_one_account,
@@ -108,6 +109,52 @@ async fn a_new_session_past_the_per_user_limit_ends_the_oldest(backend: Backend)
     for session in &sessions[1..] {
         expect_session(app.refresh(&refresh_token(session)).await).await;
     }
+    app.stop().await;
+}
+
+/// Logins to one account at once take turns on the account's row: each counts the sessions
+/// the others committed, so the limit holds however they interleave. On PostgreSQL the audit
+/// table is locked meanwhile, so all of them are inside their session's transaction at once
+/// (each after writing its session, before its audit event) when the lock goes.
+async fn concurrent_logins_to_one_account_never_pass_the_per_user_limit(backend: Backend) {
+    const LOGINS: i64 = 8;
+    let mut env = TestEnv::new(backend).await;
+    env.settings.max_sessions_per_user = 2;
+    // A connection for each login, and two to spare for the limiter's statements.
+    env.settings.database_max_connections = LOGINS as u32 + 2;
+    let app = env.spawn().await;
+    let email = unique_email("racing");
+    app.register_active(&email, PASSWORD, "Racing").await;
+    let blocker = app.db().block_inserts_into("auth_events").await;
+    let logins =
+        futures::future::join_all((0..LOGINS).map(|_| app.login_password(&email, PASSWORD)));
+    let release = async {
+        let Some(mut blocker) = blocker else { return };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while app.db().lock_waiters().await < LOGINS {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the logins never all waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sqlx::raw_sql("COMMIT")
+            .execute(&mut blocker)
+            .await
+            .expect("COMMIT");
+    };
+    let (responses, ()) = tokio::join!(logins, release);
+    for response in responses {
+        expect_session(response).await;
+    }
+    let live = app
+        .db()
+        .scalar_i64("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL")
+        .await;
+    assert_eq!(
+        live, 2,
+        "live sessions after {LOGINS} logins with a limit of two"
+    );
     app.stop().await;
 }
 

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::events::insert_event;
 use super::users::UserRow;
-use super::{DbTime, SqlStore, SqlTx, bind_session, combined, sql, sql_tx};
+use super::{DbTime, SqlPool, SqlStore, SqlTx, bind_session, combined, sql, sql_tx};
 use crate::domain::{
     AuthEvent, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
 };
@@ -128,16 +128,12 @@ impl SessionStore for SqlStore {
     ) -> StoreResult<u64> {
         let ended = self
             .run("creating session", move || async move {
+                if let SqlPool::Postgres(pg) = &self.pool {
+                    return combined::create_session(pg, session, refresh_digest, limit, event)
+                        .await;
+                }
                 let mut tx = self.pool.begin().await?;
-                let ended = match &mut tx {
-                    SqlTx::Postgres(pg) => {
-                        combined::lock_user(pg, session.user_id.0).await?;
-                        combined::create_session(pg, session, refresh_digest, limit, event).await?
-                    }
-                    SqlTx::Sqlite(_) => {
-                        create_stepwise(&mut tx, session, refresh_digest, limit, event).await?
-                    }
-                };
+                let ended = create_stepwise(&mut tx, session, refresh_digest, limit, event).await?;
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(ended)
             })

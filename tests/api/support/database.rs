@@ -248,6 +248,31 @@ impl TestDatabase {
             .expect(SQL))
     }
 
+    /// PostgreSQL: takes a SHARE lock on `table`, so inserts into it wait (reads do not)
+    /// until the returned connection's transaction ends: `COMMIT` it, or drop it. None on
+    /// SQLite, whose writers take turns anyway.
+    pub async fn block_inserts_into(&self, table: &'static str) -> Option<sqlx::PgConnection> {
+        if self.backend == Backend::Sqlite {
+            return None;
+        }
+        let mut conn = self.postgres().await;
+        let lock = format!("BEGIN; LOCK TABLE {table} IN SHARE MODE");
+        sqlx::raw_sql(AssertSqlSafe(lock))
+            .execute(&mut conn)
+            .await
+            .expect("locking the table");
+        Some(conn)
+    }
+
+    /// PostgreSQL: how many statements on the test database wait for a lock now.
+    pub async fn lock_waiters(&self) -> i64 {
+        self.scalar_i64(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+    }
+
     async fn sqlite(&self) -> sqlx::SqliteConnection {
         sqlx::SqliteConnection::connect(&self.direct_url)
             .await

@@ -1,0 +1,64 @@
+-- Starting a session as one call (src/store/sql/combined.rs): the account's row lock, the session,
+-- its first refresh token, the audit event and the end of the sessions past the per-user limit,
+-- in one round trip and one implicit transaction instead of BEGIN, two statements and COMMIT.
+-- A volatile PL/pgSQL function takes a fresh snapshot for each statement, so once the lock is
+-- held, the count of the account's sessions sees every session committed before (what the
+-- stepwise form in src/store/sql/sessions.rs gets from its transaction). The statements repeat
+-- that form's columns and conditions: change both together.
+-- Returns how many sessions the limit ended; raises (and writes nothing) on any failure.
+CREATE FUNCTION aidlc_create_session(
+    p_session_id    UUID,
+    p_user_id       UUID,
+    p_created_at    TIMESTAMPTZ,
+    p_expires_at    TIMESTAMPTZ,
+    p_last_used_at  TIMESTAMPTZ,
+    p_user_agent    TEXT,
+    p_ip            TEXT,
+    p_refresh_hash  TEXT,
+    p_event_id      UUID,
+    p_event_user_id UUID,
+    p_event         TEXT,
+    p_outcome       TEXT,
+    p_event_ip      TEXT,
+    p_event_agent   TEXT,
+    p_request_id    TEXT,
+    p_event_at      TIMESTAMPTZ,
+    p_used_after    TIMESTAMPTZ,
+    p_others        BIGINT
+) RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    live  BIGINT;
+    ended BIGINT;
+BEGIN
+    -- Concurrent logins to one account take turns here (no new row version is written).
+    PERFORM 1 FROM users WHERE id = p_user_id FOR NO KEY UPDATE;
+    INSERT INTO sessions (id, user_id, created_at, expires_at, last_used_at, user_agent, ip)
+        VALUES (p_session_id, p_user_id, p_created_at, p_expires_at, p_last_used_at,
+                p_user_agent, p_ip);
+    INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at)
+        VALUES (p_refresh_hash, p_session_id, 0, p_created_at);
+    INSERT INTO auth_events (id, user_id, event, outcome, ip, user_agent, request_id, created_at)
+        VALUES (p_event_id, p_event_user_id, p_event, p_outcome, p_event_ip, p_event_agent,
+                p_request_id, p_event_at);
+    -- Keeps the newest p_others live sessions besides the new one; counted first, as a login
+    -- seldom passes the limit.
+    SELECT count(*) INTO live FROM sessions
+        WHERE user_id = p_user_id AND revoked_at IS NULL AND expires_at > p_created_at
+          AND last_used_at > p_used_after AND id <> p_session_id;
+    IF live <= p_others THEN
+        RETURN 0;
+    END IF;
+    WITH gone AS (
+        UPDATE sessions SET revoked_at = p_created_at, revoked_reason = 'session_limit'
+        WHERE user_id = p_user_id AND revoked_at IS NULL AND expires_at > p_created_at
+          AND last_used_at > p_used_after AND id <> p_session_id
+          AND id NOT IN (
+              SELECT id FROM sessions
+              WHERE user_id = p_user_id AND revoked_at IS NULL AND expires_at > p_created_at
+                AND last_used_at > p_used_after AND id <> p_session_id
+              ORDER BY created_at DESC, last_used_at DESC LIMIT p_others)
+        RETURNING 1)
+    SELECT count(*) INTO ended FROM gone;
+    RETURN ended;
+END
+$$;
