@@ -62,3 +62,54 @@ BEGIN
     RETURN ended;
 END
 $$;
+
+-- The same for the active account with address p_email, read and locked first (a code login
+-- knows only the address, and reads nothing before): one row, the account with how many
+-- sessions ended; no row, and nothing written, when the address has no active account.
+CREATE FUNCTION aidlc_create_session_for_address(
+    p_email         TEXT,
+    p_session_id    UUID,
+    p_created_at    TIMESTAMPTZ,
+    p_expires_at    TIMESTAMPTZ,
+    p_last_used_at  TIMESTAMPTZ,
+    p_user_agent    TEXT,
+    p_ip            TEXT,
+    p_refresh_hash  TEXT,
+    p_event_id      UUID,
+    p_event         TEXT,
+    p_outcome       TEXT,
+    p_event_ip      TEXT,
+    p_event_agent   TEXT,
+    p_request_id    TEXT,
+    p_event_at      TIMESTAMPTZ,
+    p_used_after    TIMESTAMPTZ,
+    p_others        BIGINT
+) RETURNS TABLE (
+    o_ended       BIGINT,
+    o_id          UUID,
+    o_email       TEXT,
+    o_full_name   TEXT,
+    o_password    TEXT,
+    o_status      TEXT,
+    o_created_at  TIMESTAMPTZ,
+    o_updated_at  TIMESTAMPTZ,
+    o_verified_at TIMESTAMPTZ,
+    o_locale      TEXT
+) LANGUAGE plpgsql AS $$
+DECLARE
+    u users;
+BEGIN
+    SELECT * INTO u FROM users WHERE email = p_email AND status = 'active' FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    o_ended := aidlc_create_session(p_session_id, u.id, p_created_at, p_expires_at,
+        p_last_used_at, p_user_agent, p_ip, p_refresh_hash, p_event_id, u.id, p_event, p_outcome,
+        p_event_ip, p_event_agent, p_request_id, p_event_at, p_used_after, p_others);
+    SELECT u.id, u.email, u.full_name, u.password_hash, u.status, u.created_at, u.updated_at,
+        u.verified_at, u.locale
+        INTO o_id, o_email, o_full_name, o_password, o_status, o_created_at, o_updated_at,
+        o_verified_at, o_locale;
+    RETURN NEXT;
+END
+$$;

@@ -127,31 +127,47 @@ impl Accounts {
             .admit_guess(Action::VerifyLogin, &client, &email)
             .await?;
         let kind = AuthEventKind::CodeLogin;
-        let user = self.stores.users.find_by_email(&email).await?;
-        let presented = self
+        // The code first: a right one starts the session for the address's active account,
+        // read in the session's transaction (one read fewer); a wrong one costs the account's
+        // read all the same, for the failure's event, whether there is an account or not.
+        match self
             .present_code(&email, CodePurpose::Login, &code, OnMatch::Consume)
-            .await;
-        if presented.is_ok() {
-            self.give_back_guess(&email, &guess).await;
-        }
-        let user_id = user.as_ref().map(|u| u.id);
-        match (presented, user) {
-            (Ok(()), Some(user)) if user.status == UserStatus::Active => {
-                let started = self.start_session(user, client, kind).await;
-                if started.is_err() {
-                    // The code is spent but no session started: the same code goes back, so
-                    // the retry a 503 asks for works (a new one would wait out the resend
-                    // cooldown).
-                    self.restore_code(&email, CodePurpose::Login, &code).await;
+            .await
+        {
+            Ok(()) => {
+                self.give_back_guess(&email, &guess).await;
+                match self.start_session_for_address(&email, &client, kind).await {
+                    Ok(Some(started)) => Ok(started),
+                    Ok(None) => self.code_login_failed(&email, &client).await,
+                    Err(e) => {
+                        // The code is spent but no session started: the same code goes back,
+                        // so the retry a 503 asks for works (a new one would wait out the
+                        // resend cooldown).
+                        self.restore_code(&email, CodePurpose::Login, &code).await;
+                        Err(e)
+                    }
                 }
-                started
             }
-            (Ok(()) | Err(AccountError::InvalidCode), _) => {
-                self.record(kind, AuthOutcome::Failure, user_id, &client)
-                    .await;
-                Err(AccountError::InvalidCode)
-            }
-            (Err(e), _) => Err(e),
+            Err(AccountError::InvalidCode) => self.code_login_failed(&email, &client).await,
+            Err(e) => Err(e),
         }
+    }
+
+    /// Records a failed code login (with the address's account, if any) and refuses it.
+    async fn code_login_failed(
+        &self,
+        email: &EmailAddress,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AccountError> {
+        let user = self.stores.users.find_by_email(email).await?;
+        let user_id = user.as_ref().map(|u| u.id);
+        self.record(
+            AuthEventKind::CodeLogin,
+            AuthOutcome::Failure,
+            user_id,
+            client,
+        )
+        .await;
+        Err(AccountError::InvalidCode)
     }
 }

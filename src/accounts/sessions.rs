@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, ClientInfo};
 use crate::domain::{
-    AuthEventKind, AuthOutcome, RefreshRules, Rotation, Session, SessionId, SessionLimit, User,
-    UserStatus,
+    AuthEvent, AuthEventKind, AuthOutcome, EmailAddress, RefreshRules, Rotation, Session,
+    SessionId, SessionLimit, User, UserId, UserStatus,
 };
 use crate::metrics::{self, SessionEvent};
 use crate::store::SessionRead;
@@ -62,16 +62,61 @@ impl Accounts {
         client: ClientInfo,
         kind: AuthEventKind,
     ) -> Result<IssuedSession, AccountError> {
+        let (session, refresh_token, limit, event) = self.new_session(user.id, &client, kind);
+        let ended = self
+            .stores
+            .sessions
+            .create(&session, &refresh_token.digest(), limit, &event)
+            .await?;
+        self.session_started(user, session, refresh_token, ended)
+            .await
+    }
+
+    /// [`Self::start_session`] for the active account with address `email`, read in the
+    /// session's transaction; None (and nothing written) when the address has none.
+    pub(super) async fn start_session_for_address(
+        &self,
+        email: &EmailAddress,
+        client: &ClientInfo,
+        kind: AuthEventKind,
+    ) -> Result<Option<IssuedSession>, AccountError> {
+        // The account's id is the store's to fill in.
+        let (session, refresh_token, limit, event) =
+            self.new_session(UserId(uuid::Uuid::nil()), client, kind);
+        let started = self
+            .stores
+            .sessions
+            .create_for_address(email, session, &refresh_token.digest(), limit, event)
+            .await?;
+        let Some((session, user, ended)) = started else {
+            return Ok(None);
+        };
+        self.session_started(user, session, refresh_token, ended)
+            .await
+            .map(Some)
+    }
+
+    /// A new session of `user_id`'s, its first refresh token, the per-user limit, and the
+    /// success event of `kind`.
+    fn new_session(
+        &self,
+        user_id: UserId,
+        client: &ClientInfo,
+        kind: AuthEventKind,
+    ) -> (Session, RefreshToken, SessionLimit, AuthEvent) {
         let refresh_token = RefreshToken::generate();
         let now = self.clock.now();
-        let event = self.auth_event(kind, AuthOutcome::Success, Some(user.id), &client);
+        let event = self.auth_event(kind, AuthOutcome::Success, Some(user_id), client);
         let session = Session {
             id: SessionId::new(),
-            user_id: user.id,
+            user_id,
             created_at: now,
             expires_at: now + self.policy.session_ttl,
             last_used_at: now,
-            user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
+            user_agent: client
+                .user_agent
+                .as_deref()
+                .map(|ua| ua.chars().take(256).collect()),
             ip: client.ip.map(|ip| ip.to_string()),
             revoked_at: None,
         };
@@ -79,11 +124,16 @@ impl Accounts {
             max_per_user: self.policy.max_sessions_per_user,
             used_after: self.used_after(now),
         };
-        let ended = self
-            .stores
-            .sessions
-            .create(&session, &refresh_token.digest(), limit, &event)
-            .await?;
+        (session, refresh_token, limit, event)
+    }
+
+    async fn session_started(
+        &self,
+        user: User,
+        session: Session,
+        refresh_token: RefreshToken,
+        ended: u64,
+    ) -> Result<IssuedSession, AccountError> {
         tracing::info!(user_id = %user.id.0, session_id = %session.id, "session started");
         metrics::sessions(SessionEvent::Started, 1);
         if ended > 0 {

@@ -255,6 +255,19 @@ pub trait SessionStore: Send + Sync {
         limit: SessionLimit,
         event: &AuthEvent,
     ) -> StoreResult<u64>;
+    /// [`Self::create`] for the active account with address `email`, read and locked in the
+    /// same transaction: a code login, which knows only the address, reads nothing before.
+    /// `session`'s and `event`'s account ids are set to that account's. Returns the session,
+    /// the account and how many sessions ended; None, with nothing written, when the address
+    /// has no active account.
+    async fn create_for_address(
+        &self,
+        email: &EmailAddress,
+        session: Session,
+        refresh_digest: &str,
+        limit: SessionLimit,
+        event: AuthEvent,
+    ) -> StoreResult<Option<(Session, User, u64)>>;
     /// The session with `id`, revoked or not.
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>>;
     /// The session with `id`, revoked or not, and its account, in one read: every

@@ -8,8 +8,9 @@
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::sessions::SessionUserRow;
+use super::users::UserRow;
 use super::{DbTime, bind_event, bind_session};
-use crate::domain::{AuthEvent, Session, SessionLimit};
+use crate::domain::{AuthEvent, EmailAddress, Session, SessionLimit};
 
 // The account's row lock, the session, its first refresh token, the audit event and the end
 // of the sessions past the limit: one call of the function in
@@ -37,6 +38,56 @@ pub(super) async fn create_session(
         .fetch_one(pool)
         .await?;
     Ok(u64::try_from(ended).unwrap_or(0))
+}
+
+// The same for the active account with the address `$1`, read and locked by the function: its
+// row (under the names `UserRow` reads) with how many sessions ended, or no row.
+const CREATE_SESSION_FOR_ADDRESS: &str = "SELECT o_ended AS ended, o_id AS id, \
+     o_email AS email, o_full_name AS full_name, o_password AS password_hash, \
+     o_status AS status, o_created_at AS created_at, o_updated_at AS updated_at, \
+     o_verified_at AS verified_at, o_locale AS locale FROM aidlc_create_session_for_address( \
+     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+/// An account a session was started for, with how many of its sessions the limit ended.
+#[derive(sqlx::FromRow)]
+pub(super) struct StartedRow {
+    pub(super) ended: i64,
+    #[sqlx(flatten)]
+    pub(super) user: UserRow,
+}
+
+/// [`create_session`] for the active account with address `email` (the session's and the
+/// event's account ids are not sent: the function takes the account's own).
+pub(super) async fn create_session_for_address(
+    pool: &PgPool,
+    email: &EmailAddress,
+    session: &Session,
+    refresh_digest: &str,
+    limit: SessionLimit,
+    event: &AuthEvent,
+) -> Result<Option<StartedRow>, sqlx::Error> {
+    let others = i64::from(limit.max_per_user.saturating_sub(1));
+    let ip = event.ip.map(|ip| ip.to_string());
+    sqlx::query_as(CREATE_SESSION_FOR_ADDRESS)
+        .bind(email.as_str())
+        .bind(session.id.0)
+        .bind(DbTime(session.created_at))
+        .bind(DbTime(session.expires_at))
+        .bind(DbTime(session.last_used_at))
+        .bind(session.user_agent.as_deref())
+        .bind(session.ip.as_deref())
+        .bind(refresh_digest)
+        .bind(event.id)
+        .bind(event.kind.as_str())
+        .bind(event.outcome.as_str())
+        .bind(ip.as_deref())
+        .bind(event.user_agent.as_deref())
+        .bind(event.request_id.as_deref())
+        .bind(DbTime(event.at))
+        .bind(DbTime(limit.used_after))
+        .bind(others)
+        .fetch_optional(pool)
+        .await
 }
 
 // CLAIM_REFRESH and FIND_SESSION_WITH_USER in one: the claimed token's generation with its

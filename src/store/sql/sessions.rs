@@ -8,7 +8,7 @@ use super::events::insert_event;
 use super::users::UserRow;
 use super::{DbTime, SqlPool, SqlStore, SqlTx, bind_session, combined, sql, sql_tx};
 use crate::domain::{
-    AuthEvent, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
+    AuthEvent, EmailAddress, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
 };
 use crate::metrics::{self, CacheOutcome};
 use crate::store::{Exchanged, SessionRead, SessionStore, StoreError, StoreResult};
@@ -99,6 +99,10 @@ pub(super) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash,
 // write lock; PostgreSQL takes the row lock, see `combined.rs`) and the limit below is never
 // overshot.
 const LOCK_USER: &str = "UPDATE users SET updated_at = updated_at WHERE id = $1";
+// LOCK_USER for the active account with an address, returning its row.
+const LOCK_ACTIVE_BY_ADDRESS: &str = "UPDATE users SET updated_at = updated_at \
+     WHERE email = $1 AND status = 'active' RETURNING id, email, full_name, password_hash, \
+     status, created_at, updated_at, verified_at, locale";
 // Keeps the new session and the newest `$4` other live ones; ends the rest.
 const END_OLDEST: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 'session_limit' \
      WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_used_at > $3 \
@@ -143,6 +147,66 @@ impl SessionStore for SqlStore {
             self.forget_user(session.user_id);
         }
         ended
+    }
+
+    async fn create_for_address(
+        &self,
+        email: &EmailAddress,
+        session: Session,
+        refresh_digest: &str,
+        limit: SessionLimit,
+        event: AuthEvent,
+    ) -> StoreResult<Option<(Session, User, u64)>> {
+        let started = self
+            .run("creating session", || async {
+                if let SqlPool::Postgres(pg) = &self.pool {
+                    let started = combined::create_session_for_address(
+                        pg,
+                        email,
+                        &session,
+                        refresh_digest,
+                        limit,
+                        &event,
+                    )
+                    .await?;
+                    return Ok(started.map(|row| (row.user, u64::try_from(row.ended).unwrap_or(0))));
+                }
+                let mut tx = self.pool.begin().await?;
+                let row = sql_tx!(&mut tx, |db| {
+                    sqlx::query_as::<_, UserRow>(LOCK_ACTIVE_BY_ADDRESS)
+                        .bind(email.as_str())
+                        .fetch_optional(db)
+                        .await
+                })?;
+                // Dropped, the transaction rolls back (it wrote nothing).
+                let Some(row) = row else { return Ok(None) };
+                let user_id = UserId(row.id);
+                let session = Session {
+                    user_id,
+                    ..session.clone()
+                };
+                let event = AuthEvent {
+                    user_id: Some(user_id),
+                    ..event.clone()
+                };
+                let ended =
+                    write_stepwise(&mut tx, &session, refresh_digest, limit, &event).await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(Some((row, ended)))
+            })
+            .await?;
+        let Some((row, ended)) = started else {
+            return Ok(None);
+        };
+        let user = User::try_from(row)?;
+        if ended > 0 {
+            self.forget_user(user.id);
+        }
+        let session = Session {
+            user_id: user.id,
+            ..session
+        };
+        Ok(Some((session, user, ended)))
     }
 
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>> {
@@ -300,7 +364,6 @@ async fn create_stepwise(
     limit: SessionLimit,
     event: &AuthEvent,
 ) -> Result<u64, sqlx::Error> {
-    let others = i64::from(limit.max_per_user.saturating_sub(1));
     sql_tx!(tx, |db| {
         sqlx::query(LOCK_USER)
             .bind(session.user_id.0)
@@ -308,6 +371,19 @@ async fn create_stepwise(
             .await
             .map(drop)
     })?;
+    write_stepwise(tx, session, refresh_digest, limit, event).await
+}
+
+/// The session's writes after the account's row lock: the session, its first refresh token,
+/// the end of the sessions past the limit, the event.
+async fn write_stepwise(
+    tx: &mut SqlTx,
+    session: &Session,
+    refresh_digest: &str,
+    limit: SessionLimit,
+    event: &AuthEvent,
+) -> Result<u64, sqlx::Error> {
+    let others = i64::from(limit.max_per_user.saturating_sub(1));
     sql_tx!(tx, |db| {
         bind_session!(sqlx::query(INSERT_SESSION), session)
             .execute(db)
