@@ -3,7 +3,7 @@
 -- in one round trip and one implicit transaction instead of BEGIN, two statements and COMMIT.
 -- A volatile PL/pgSQL function takes a fresh snapshot for each statement, so once the lock is
 -- held, the count of the account's sessions sees every session committed before (what the
--- stepwise form in src/store/sql/sessions.rs gets from its transaction). The statements repeat
+-- stepwise form in src/store/sql/session_start.rs gets from its transaction). The statements repeat
 -- that form's columns and conditions: change both together.
 -- Returns how many sessions the limit ended; raises (and writes nothing) on any failure.
 CREATE FUNCTION aidlc_create_session(

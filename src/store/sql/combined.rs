@@ -1,9 +1,10 @@
 //! PostgreSQL's one-call forms of the busiest writes. Each round trip costs PostgreSQL about
 //! 60 µs of CPU and the service a system call or two, so a login starts its session with one
 //! function call, and a refresh that rotates a token sends its statements joined by
-//! data-modifying `WITH` (which SQLite does not have; it runs the statements of `sessions.rs`
-//! and `refresh.rs` one by one, in process). The texts repeat those statements' columns and conditions: change
-//! both together (the integration tests run every scenario on both).
+//! data-modifying `WITH` (which SQLite does not have; it runs the statements of
+//! `session_start.rs` and `refresh.rs` one by one, in process). The texts repeat those
+//! statements' columns and conditions: change both together (the integration tests run every
+//! scenario on both).
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 

@@ -15,6 +15,7 @@ mod revocations;
 #[cfg(feature = "aws")]
 mod rotation;
 mod secrets;
+mod session_start;
 mod sessions;
 mod sqlite;
 mod users;

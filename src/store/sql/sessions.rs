@@ -4,9 +4,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::events::insert_event;
 use super::users::UserRow;
-use super::{DbTime, SqlPool, SqlStore, SqlTx, bind_session, combined, sql, sql_tx};
+use super::{DbTime, SqlPool, SqlStore, combined, session_start as stepwise, sql};
 use crate::domain::{
     AuthEvent, EmailAddress, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
 };
@@ -91,24 +90,8 @@ pub(super) const FIND_SESSION_WITH_USER: &str = "SELECT u.id, u.email, u.full_na
      s.last_used_at AS session_last_used_at, s.user_agent AS session_user_agent, \
      s.ip AS session_ip, s.revoked_at AS session_revoked_at \
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
-const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, expires_at, \
-     last_used_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(super) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, session_id, generation, \
      created_at) VALUES ($1, $2, $3, $4)";
-// A write on the account row first, so concurrent logins of one user take turns (SQLite's
-// write lock; PostgreSQL takes the row lock, see `combined.rs`) and the limit below is never
-// overshot.
-const LOCK_USER: &str = "UPDATE users SET updated_at = updated_at WHERE id = $1";
-// LOCK_USER for the active account with an address, returning its row.
-const LOCK_ACTIVE_BY_ADDRESS: &str = "UPDATE users SET updated_at = updated_at \
-     WHERE email = $1 AND status = 'active' RETURNING id, email, full_name, password_hash, \
-     status, created_at, updated_at, verified_at, locale";
-// Keeps the new session and the newest `$4` other live ones; ends the rest.
-const END_OLDEST: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 'session_limit' \
-     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_used_at > $3 \
-     AND id <> $5 AND id NOT IN (SELECT id FROM sessions WHERE user_id = $1 \
-     AND revoked_at IS NULL AND expires_at > $2 AND last_used_at > $3 AND id <> $5 \
-     ORDER BY created_at DESC, last_used_at DESC LIMIT $4)";
 const FIND_SESSION: &str = "SELECT id, user_id, created_at, expires_at, last_used_at, \
      user_agent, ip, revoked_at FROM sessions WHERE id = $1";
 const REVOKE_OWN: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
@@ -137,7 +120,8 @@ impl SessionStore for SqlStore {
                         .await;
                 }
                 let mut tx = self.pool.begin().await?;
-                let ended = create_stepwise(&mut tx, session, refresh_digest, limit, event).await?;
+                let ended =
+                    stepwise::create(&mut tx, session, refresh_digest, limit, event).await?;
                 tx.commit().await?;
                 Ok::<_, sqlx::Error>(ended)
             })
@@ -172,27 +156,20 @@ impl SessionStore for SqlStore {
                     return Ok(started.map(|row| (row.user, u64::try_from(row.ended).unwrap_or(0))));
                 }
                 let mut tx = self.pool.begin().await?;
-                let row = sql_tx!(&mut tx, |db| {
-                    sqlx::query_as::<_, UserRow>(LOCK_ACTIVE_BY_ADDRESS)
-                        .bind(email.as_str())
-                        .fetch_optional(db)
-                        .await
-                })?;
-                // Dropped, the transaction rolls back (it wrote nothing).
-                let Some(row) = row else { return Ok(None) };
-                let user_id = UserId(row.id);
-                let session = Session {
-                    user_id,
-                    ..session.clone()
-                };
-                let event = AuthEvent {
-                    user_id: Some(user_id),
-                    ..event.clone()
-                };
-                let ended =
-                    write_stepwise(&mut tx, &session, refresh_digest, limit, &event).await?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(Some((row, ended)))
+                let started = stepwise::create_for_address(
+                    &mut tx,
+                    email,
+                    &session,
+                    refresh_digest,
+                    limit,
+                    &event,
+                )
+                .await?;
+                if started.is_some() {
+                    tx.commit().await?;
+                }
+                // Otherwise dropped, the transaction rolls back (it wrote nothing).
+                Ok::<_, sqlx::Error>(started)
             })
             .await?;
         let Some((row, ended)) = started else {
@@ -353,64 +330,4 @@ impl SessionStore for SqlStore {
         self.forget_user(user_id);
         ended
     }
-}
-
-/// The session's writes one statement at a time, the account's row locked first (SQLite;
-/// PostgreSQL sends them as one, see [`combined::create_session`]).
-async fn create_stepwise(
-    tx: &mut SqlTx,
-    session: &Session,
-    refresh_digest: &str,
-    limit: SessionLimit,
-    event: &AuthEvent,
-) -> Result<u64, sqlx::Error> {
-    sql_tx!(tx, |db| {
-        sqlx::query(LOCK_USER)
-            .bind(session.user_id.0)
-            .execute(db)
-            .await
-            .map(drop)
-    })?;
-    write_stepwise(tx, session, refresh_digest, limit, event).await
-}
-
-/// The session's writes after the account's row lock: the session, its first refresh token,
-/// the end of the sessions past the limit, the event.
-async fn write_stepwise(
-    tx: &mut SqlTx,
-    session: &Session,
-    refresh_digest: &str,
-    limit: SessionLimit,
-    event: &AuthEvent,
-) -> Result<u64, sqlx::Error> {
-    let others = i64::from(limit.max_per_user.saturating_sub(1));
-    sql_tx!(tx, |db| {
-        bind_session!(sqlx::query(INSERT_SESSION), session)
-            .execute(db)
-            .await
-            .map(drop)
-    })?;
-    sql_tx!(tx, |db| {
-        sqlx::query(INSERT_REFRESH)
-            .bind(refresh_digest)
-            .bind(session.id.0)
-            .bind(0_i32)
-            .bind(DbTime(session.created_at))
-            .execute(db)
-            .await
-            .map(drop)
-    })?;
-    let ended = sql_tx!(tx, |db| {
-        sqlx::query(END_OLDEST)
-            .bind(session.user_id.0)
-            .bind(DbTime(session.created_at))
-            .bind(DbTime(limit.used_after))
-            .bind(others)
-            .bind(session.id.0)
-            .execute(db)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    insert_event(tx, event).await?;
-    Ok(ended)
 }
