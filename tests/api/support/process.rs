@@ -26,6 +26,8 @@ pub struct ServiceProcess {
     /// A client that never uses a system proxy.
     pub client: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
+    /// The tasks reading stdout and stderr into `log`: done once the pipes close.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The scenarios send streams of requests from one client IP: limits far above them, as
@@ -114,11 +116,12 @@ impl ServiceProcess {
         }
         let mut child = command.spawn().expect("starting aidlc-auth");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            collect_lines(stdout, log.clone());
+            readers.push(collect_lines(stdout, log.clone()));
         }
         if let Some(stderr) = child.stderr.take() {
-            collect_lines(stderr, log.clone());
+            readers.push(collect_lines(stderr, log.clone()));
         }
         let started = Instant::now();
         let ready = loop {
@@ -161,6 +164,7 @@ impl ServiceProcess {
             metrics_port,
             client,
             log,
+            readers,
         }
     }
 
@@ -206,14 +210,23 @@ impl ServiceProcess {
     }
 
     /// Waits for the process to exit, at most `limit`; returns how it exited.
+    /// Its last lines are in [`Self::log`] by then: the readers are waited for (the exit and
+    /// the end of the pipes' data are separate events).
     pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
-        match tokio::time::timeout(limit, self.child.wait()).await {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status.expect("waiting for aidlc-auth"),
             Err(_) => panic!(
                 "aidlc-auth did not exit within {limit:?}:\n{}",
                 self.log().join("\n")
             ),
+        };
+        for reader in self.readers.drain(..) {
+            tokio::time::timeout(Duration::from_secs(5), reader)
+                .await
+                .expect("the process's output ends after it exits")
+                .expect("reading the process's output");
         }
+        status
     }
 
     /// Every line the process has written so far (stdout and stderr).
@@ -232,11 +245,14 @@ impl ServiceProcess {
 }
 
 /// Appends each line of `stream` to `log` until it closes (so the pipe never fills).
-fn collect_lines(stream: impl AsyncRead + Unpin + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
+fn collect_lines(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    log: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             log.lock().unwrap().push(line);
         }
-    });
+    })
 }
