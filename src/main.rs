@@ -135,11 +135,12 @@ async fn main() -> ExitCode {
             action: None | Some(OutboxAction::Status),
         } => app::outbox_counts(&settings).await.map(|c| {
             let oldest = c
+                .depth
                 .oldest_queued
                 .map_or_else(|| "none".to_owned(), |age| format!("{} s", age.as_secs()));
             println!(
                 "queued {}, sending {}, sent {}, dead {}, expired {}; oldest queued: {oldest}",
-                c.queued, c.sending, c.sent, c.dead, c.expired
+                c.depth.queued, c.depth.sending, c.sent, c.depth.dead, c.expired
             );
         }),
         Command::Outbox {

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::domain::CodePurpose;
-use crate::store::OutboxCounts;
+use crate::store::OutboxDepth;
 
 /// HTTP requests answered, by `route` (the matched template), `method` and `status`.
 pub const HTTP_REQUESTS: &str = "aidlc_auth_http_requests_total";
@@ -351,7 +351,7 @@ pub fn key_rotation() {
 }
 
 /// The outbox as the sweeper last counted it.
-pub fn outbox(counts: &OutboxCounts) {
+pub fn outbox(counts: &OutboxDepth) {
     for (state, n) in [
         ("queued", counts.queued),
         ("sending", counts.sending),

@@ -51,7 +51,7 @@ pub(super) async fn sweep_forever(
 /// log: INFO while mail is waiting or dead (what an operator alarms on), DEBUG when it is
 /// empty.
 async fn log_outbox_depth(stores: &Stores, now: time::OffsetDateTime) {
-    let counts = stores.outbox.counts(now).await;
+    let counts = stores.outbox.depth(now).await;
     if let Ok(c) = &counts {
         crate::metrics::outbox(c);
     }
@@ -63,7 +63,7 @@ async fn log_outbox_depth(stores: &Stores, now: time::OffsetDateTime) {
             oldest_queued_secs = c.oldest_queued.map(|d| d.as_secs()),
             "mail outbox depth"
         ),
-        Ok(c) => tracing::debug!(sent = c.sent, expired = c.expired, "mail outbox empty"),
+        Ok(_) => tracing::debug!("mail outbox empty"),
         Err(e) => tracing::warn!(error = %e, "reading the mail outbox depth failed"),
     }
 }

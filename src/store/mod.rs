@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 pub use self::at_rest::AtRestError;
 pub use self::events::AuthEventStore;
 pub use self::limits::{Admission, Admissions, HitId, LimitKey, RateLimiter, Recent};
-pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore};
+pub use self::outbox::{ClaimedMail, OutboxCounts, OutboxDepth, OutboxMail, OutboxStore};
 pub use self::sql::RewrapCounts;
 use crate::clock::Clock;
 use crate::config::Settings;

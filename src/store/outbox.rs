@@ -44,21 +44,29 @@ pub struct ClaimedMail {
     pub attempts: u32,
 }
 
-/// How many rows are in each state, for `aidlc-auth outbox`.
+/// What waits in the outbox (or gave up): read once a sweep by every instance, from the
+/// indexes over those rows alone, so its cost does not grow with the week of sent mail kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OutboxCounts {
+pub struct OutboxDepth {
     /// Waiting to be sent (first try or a retry).
     pub queued: u64,
     /// Leased to a sender now.
     pub sending: u64,
-    /// Delivered.
-    pub sent: u64,
     /// Given up on (permanent failure or too many tries).
     pub dead: u64,
-    /// Not sent because its code expired first.
-    pub expired: u64,
     /// Age of the oldest queued row at the time asked.
     pub oldest_queued: Option<Duration>,
+}
+
+/// How many rows are in each state, for `aidlc-auth outbox` (which reads every row kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// The rows not finished, and the dead ones.
+    pub depth: OutboxDepth,
+    /// Delivered.
+    pub sent: u64,
+    /// Not sent because its code expired first.
+    pub expired: u64,
 }
 
 /// The outbox table. Every transition of a claimed row is made only by the sender that holds
@@ -109,7 +117,9 @@ pub trait OutboxStore: Send + Sync {
     async fn release(&self, id: Uuid, owner: &str, now: OffsetDateTime) -> StoreResult<bool>;
     /// Marks a claimed row whose code expired before it could be sent; erases the payload.
     async fn mark_expired(&self, id: Uuid, owner: &str, now: OffsetDateTime) -> StoreResult<bool>;
-    /// Rows per state, and the oldest queued row's age at `now`.
+    /// The rows queued, sending and dead, and the oldest queued row's age at `now`.
+    async fn depth(&self, now: OffsetDateTime) -> StoreResult<OutboxDepth>;
+    /// Rows per state (all of them, the finished ones too), and the oldest queued row's age.
     async fn counts(&self, now: OffsetDateTime) -> StoreResult<OutboxCounts>;
     /// Queues every dead row not yet past its expiry at `now` again, due at once, with a fresh
     /// count of attempts; returns how many.

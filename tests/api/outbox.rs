@@ -168,7 +168,11 @@ async fn a_mail_failing_past_the_attempt_limit_is_dead_until_retry_dead_queues_i
     let counts = aidlc_auth::app::outbox_counts(&app.env.settings)
         .await
         .unwrap();
-    assert_eq!((counts.queued, counts.dead), (0, 1), "{counts:?}");
+    assert_eq!(
+        (counts.depth.queued, counts.depth.dead),
+        (0, 1),
+        "{counts:?}"
+    );
 
     // `aidlc-auth outbox retry-dead` once the transport is fixed: the mail goes out.
     app.mailbox().set_failing(false);
@@ -183,7 +187,7 @@ async fn a_mail_failing_past_the_attempt_limit_is_dead_until_retry_dead_queues_i
     let counts = aidlc_auth::app::outbox_counts(&app.env.settings)
         .await
         .unwrap();
-    assert_eq!((counts.sent, counts.dead), (1, 0), "{counts:?}");
+    assert_eq!((counts.sent, counts.depth.dead), (1, 0), "{counts:?}");
     app.stop().await;
 }
 

@@ -15,7 +15,8 @@ use crate::domain::{AuthEvent, EmailAddress, Session, SessionLimit};
 
 // The account's row lock, the session, its first refresh token, the audit event and the end
 // of the sessions past the limit: one call of the function in
-// `migrations/postgres/0010_create_session_call.sql`, which takes the lock before the
+// `migrations/postgres/0010_create_session_call.sql` (its statements since moved to
+// `aidlc_write_session` by `0013_session_call_one_lock.sql`), which takes the lock before the
 // statements that count (a data-modifying `WITH` would count in a snapshot taken before the
 // lock was held). Sent outside any transaction, it is its own: no BEGIN, no COMMIT.
 const CREATE_SESSION: &str = "SELECT aidlc_create_session($1, $2, $3, $4, $5, $6, $7, $8, $9, \

@@ -5,7 +5,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DbTime, SqlPool, SqlStore, SqlTx, remaining, sql, sql_tx};
-use crate::store::{ClaimedMail, OutboxCounts, OutboxMail, OutboxStore, StoreError, StoreResult};
+use crate::store::{
+    ClaimedMail, OutboxCounts, OutboxDepth, OutboxMail, OutboxStore, StoreError, StoreResult,
+};
 
 const INSERT_MAIL: &str = "INSERT INTO outbox (id, kind, recipient, name, locale, \
      valid_for_secs, payload, key_id, status, attempts, next_attempt_at, expires_at, \
@@ -63,12 +65,27 @@ const RELEASE: &str = "UPDATE outbox SET status = 'queued', attempts = attempts 
 const MARK_EXPIRED: &str = "UPDATE outbox SET status = 'expired', payload = NULL, \
      lease_owner = NULL, lease_until = NULL, updated_at = $3 \
      WHERE id = $1 AND lease_owner = $2 AND status = 'sending'";
-const COUNTS: &str = "SELECT status, count(*) FROM outbox GROUP BY status";
-const OLDEST_QUEUED: &str = "SELECT min(created_at) FROM outbox WHERE status = 'queued'";
+// Each condition is an index's own (outbox_due_idx, outbox_dead_idx), as SQLite uses a
+// partial index only for a query that repeats its condition.
+const DEPTH: &str = "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, \
+     count(*) FILTER (WHERE status = 'sending') AS sending, \
+     min(created_at) FILTER (WHERE status = 'queued') AS oldest_queued, \
+     (SELECT count(*) FROM outbox WHERE status = 'dead') AS dead \
+     FROM outbox WHERE status IN ('queued', 'sending')";
+const FINISHED: &str = "SELECT count(*) FILTER (WHERE status = 'sent'), \
+     count(*) FILTER (WHERE status = 'expired') FROM outbox";
 // Due from its creation: at once for every instance, whatever the caller's clock says.
 const RETRY_DEAD: &str = "UPDATE outbox SET status = 'queued', attempts = 0, \
      next_attempt_at = created_at, last_error = NULL, updated_at = $1 \
      WHERE status = 'dead' AND expires_at > $1";
+
+#[derive(sqlx::FromRow)]
+struct DepthRow {
+    queued: i64,
+    sending: i64,
+    dead: i64,
+    oldest_queued: Option<DbTime>,
+}
 
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
@@ -299,38 +316,35 @@ impl OutboxStore for SqlStore {
             .await
     }
 
-    async fn counts(&self, now: OffsetDateTime) -> StoreResult<OutboxCounts> {
-        let (rows, oldest) = self
-            .run("counting outbox rows", move || async move {
-                let rows = sql!(&self.pool, |db| {
-                    sqlx::query_as::<_, (String, i64)>(COUNTS)
-                        .fetch_all(db)
-                        .await
-                })?;
-                let oldest = sql!(&self.pool, |db| {
-                    sqlx::query_scalar::<_, Option<DbTime>>(OLDEST_QUEUED)
-                        .fetch_one(db)
-                        .await
-                })?;
-                Ok::<_, sqlx::Error>((rows, oldest))
+    async fn depth(&self, now: OffsetDateTime) -> StoreResult<OutboxDepth> {
+        let row: DepthRow = self
+            .run("reading the outbox depth", move || async move {
+                sql!(&self.pool, |db| sqlx::query_as(DEPTH).fetch_one(db).await)
             })
             .await?;
-        let mut counts = OutboxCounts {
-            oldest_queued: oldest.map(|t| remaining(now, t.0)),
-            ..OutboxCounts::default()
-        };
-        for (status, n) in rows {
-            let n = u64::try_from(n).unwrap_or(0);
-            match status.as_str() {
-                "queued" => counts.queued = n,
-                "sending" => counts.sending = n,
-                "sent" => counts.sent = n,
-                "dead" => counts.dead = n,
-                "expired" => counts.expired = n,
-                _ => {}
-            }
-        }
-        Ok(counts)
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(OutboxDepth {
+            queued: count(row.queued),
+            sending: count(row.sending),
+            dead: count(row.dead),
+            oldest_queued: row.oldest_queued.map(|t| remaining(now, t.0)),
+        })
+    }
+
+    async fn counts(&self, now: OffsetDateTime) -> StoreResult<OutboxCounts> {
+        let depth = self.depth(now).await?;
+        let (sent, expired): (i64, i64) = self
+            .run("counting outbox rows", move || async move {
+                sql!(&self.pool, |db| sqlx::query_as(FINISHED)
+                    .fetch_one(db)
+                    .await)
+            })
+            .await?;
+        Ok(OutboxCounts {
+            depth,
+            sent: u64::try_from(sent).unwrap_or(0),
+            expired: u64::try_from(expired).unwrap_or(0),
+        })
     }
 
     async fn retry_dead(&self, now: OffsetDateTime) -> StoreResult<u64> {

@@ -1,7 +1,8 @@
 //! Starting a session on SQLite: the statements one by one in the caller's transaction, the
-//! account's row locked first. PostgreSQL sends the same as one call (`combined.rs` and
-//! `migrations/postgres/0010_create_session_call.sql`): change both together (the integration
-//! tests run every scenario on both).
+//! account's row locked first. PostgreSQL sends the same as one call (`combined.rs`, and the
+//! functions of `migrations/postgres/0010_create_session_call.sql` as
+//! `0013_session_call_one_lock.sql` left them): change both together (the integration tests
+//! run every scenario on both).
 
 use super::events::insert_event;
 use super::sessions::INSERT_REFRESH;
