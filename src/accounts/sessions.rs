@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, ClientInfo};
 use crate::domain::{
-    AuthEvent, AuthEventKind, AuthOutcome, EmailAddress, RefreshRules, Rotation, Session,
-    SessionId, SessionLimit, User, UserId, UserStatus,
+    AuthEventKind, AuthOutcome, EmailAddress, NewSession, RefreshRules, Rotation, Session,
+    SessionId, SessionLimit, User, UserStatus,
 };
 use crate::metrics::{self, SessionEvent};
 use crate::store::SessionRead;
@@ -62,7 +62,9 @@ impl Accounts {
         client: ClientInfo,
         kind: AuthEventKind,
     ) -> Result<IssuedSession, AccountError> {
-        let (session, refresh_token, limit, event) = self.new_session(user.id, &client, kind);
+        let (draft, refresh_token, limit) = self.new_session(&client);
+        let session = draft.owned_by(user.id);
+        let event = self.auth_event(kind, AuthOutcome::Success, Some(user.id), &client);
         let ended = self
             .stores
             .sessions
@@ -80,13 +82,13 @@ impl Accounts {
         client: &ClientInfo,
         kind: AuthEventKind,
     ) -> Result<Option<IssuedSession>, AccountError> {
-        // The account's id is the store's to fill in.
-        let (session, refresh_token, limit, event) =
-            self.new_session(UserId(uuid::Uuid::nil()), client, kind);
+        let (draft, refresh_token, limit) = self.new_session(client);
+        // Whose, the store sets in the session's and the event's writes.
+        let event = self.auth_event(kind, AuthOutcome::Success, None, client);
         let started = self
             .stores
             .sessions
-            .create_for_address(email, session, &refresh_token.digest(), limit, event)
+            .create_for_address(email, draft, &refresh_token.digest(), limit, event)
             .await?;
         let Some((session, user, ended)) = started else {
             return Ok(None);
@@ -96,20 +98,12 @@ impl Accounts {
             .map(Some)
     }
 
-    /// A new session of `user_id`'s, its first refresh token, the per-user limit, and the
-    /// success event of `kind`.
-    fn new_session(
-        &self,
-        user_id: UserId,
-        client: &ClientInfo,
-        kind: AuthEventKind,
-    ) -> (Session, RefreshToken, SessionLimit, AuthEvent) {
+    /// A new session (whose, the caller says), its first refresh token and the per-user limit.
+    fn new_session(&self, client: &ClientInfo) -> (NewSession, RefreshToken, SessionLimit) {
         let refresh_token = RefreshToken::generate();
         let now = self.clock.now();
-        let event = self.auth_event(kind, AuthOutcome::Success, Some(user_id), client);
-        let session = Session {
+        let session = NewSession {
             id: SessionId::new(),
-            user_id,
             created_at: now,
             expires_at: now + self.policy.session_ttl,
             last_used_at: now,
@@ -118,13 +112,12 @@ impl Accounts {
                 .as_deref()
                 .map(|ua| ua.chars().take(256).collect()),
             ip: client.ip.map(|ip| ip.to_string()),
-            revoked_at: None,
         };
         let limit = SessionLimit {
             max_per_user: self.policy.max_sessions_per_user,
             used_after: self.used_after(now),
         };
-        (session, refresh_token, limit, event)
+        (session, refresh_token, limit)
     }
 
     async fn session_started(

@@ -27,8 +27,8 @@ pub use password_policy::{
     CommonPasswords, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, PasswordPolicy, PasswordRejection,
 };
 pub use session::{
-    NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId, SessionLimit,
-    judge_refresh,
+    NewSession, NextRefresh, PresentedRefresh, RefreshRules, Rotation, Session, SessionId,
+    SessionLimit, judge_refresh,
 };
 pub use user::{PendingRegistration, User, UserId, UserStatus};
 

@@ -53,6 +53,40 @@ pub struct Session {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// A session about to start, before the store knows whose: a code login names only an
+/// address, and the store finds its account in the same call that writes the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// Its id.
+    pub id: SessionId,
+    /// When it starts.
+    pub created_at: OffsetDateTime,
+    /// When it ends regardless of use.
+    pub expires_at: OffsetDateTime,
+    /// Its first use: the login.
+    pub last_used_at: OffsetDateTime,
+    /// The client's User-Agent at login.
+    pub user_agent: Option<String>,
+    /// The client's address at login.
+    pub ip: Option<String>,
+}
+
+impl NewSession {
+    /// The session, `user_id`'s.
+    pub fn owned_by(self, user_id: UserId) -> Session {
+        Session {
+            id: self.id,
+            user_id,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            user_agent: self.user_agent,
+            ip: self.ip,
+            revoked_at: None,
+        }
+    }
+}
+
 impl Session {
     /// Not revoked, within its absolute lifetime, and (with an idle timeout) used recently.
     pub fn is_live(&self, now: OffsetDateTime, idle_timeout: Option<Duration>) -> bool {

@@ -34,7 +34,7 @@ use crate::domain::{
     User, UserId,
 };
 /// The session types [`SessionStore`] speaks in (they live in [`crate::domain`]).
-pub use crate::domain::{RefreshRules, Rotation, Session, SessionLimit};
+pub use crate::domain::{NewSession, RefreshRules, Rotation, Session, SessionLimit};
 use crate::metrics::{Dependency, DependencyFailure};
 
 /// What can go wrong in a store, as the use cases see it.
@@ -257,13 +257,13 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<u64>;
     /// [`Self::create`] for the active account with address `email`, read and locked in the
     /// same transaction: a code login, which knows only the address, reads nothing before.
-    /// `session`'s and `event`'s account ids are set to that account's. Returns the session,
-    /// the account and how many sessions ended; None, with nothing written, when the address
-    /// has no active account.
+    /// The session and `event` are that account's. Returns the session, the account and how
+    /// many sessions ended; None, with nothing written, when the address has no active
+    /// account.
     async fn create_for_address(
         &self,
         email: &EmailAddress,
-        session: Session,
+        session: NewSession,
         refresh_digest: &str,
         limit: SessionLimit,
         event: AuthEvent,

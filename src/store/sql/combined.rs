@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use super::sessions::SessionUserRow;
 use super::users::UserRow;
 use super::{DbTime, bind_event, bind_session};
-use crate::domain::{AuthEvent, EmailAddress, Session, SessionLimit};
+use crate::domain::{AuthEvent, EmailAddress, NewSession, Session, SessionLimit};
 
 // The account's row lock, the session, its first refresh token, the audit event and the end
 // of the sessions past the limit: one call of the function in
@@ -58,12 +58,12 @@ pub(super) struct StartedRow {
     pub(super) user: UserRow,
 }
 
-/// [`create_session`] for the active account with address `email` (the session's and the
-/// event's account ids are not sent: the function takes the account's own).
+/// [`create_session`] for the active account with address `email` (the event's account id is
+/// not sent: the function takes the account's own for both).
 pub(super) async fn create_session_for_address(
     pool: &PgPool,
     email: &EmailAddress,
-    session: &Session,
+    session: &NewSession,
     refresh_digest: &str,
     limit: SessionLimit,
     event: &AuthEvent,

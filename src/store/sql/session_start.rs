@@ -8,7 +8,7 @@ use super::events::insert_event;
 use super::sessions::INSERT_REFRESH;
 use super::users::UserRow;
 use super::{DbTime, SqlTx, bind_session, sql_tx};
-use crate::domain::{AuthEvent, EmailAddress, Session, SessionLimit, UserId};
+use crate::domain::{AuthEvent, EmailAddress, NewSession, Session, SessionLimit, UserId};
 
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, created_at, expires_at, \
      last_used_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -46,12 +46,12 @@ pub(super) async fn create(
 }
 
 /// [`create`] for the active account with address `email`, locked and read first: the account
-/// and how many sessions ended, or None, with nothing written, when there is none. `session`'s
-/// and `event`'s account ids are replaced by the account's.
+/// and how many sessions ended, or None, with nothing written, when there is none. The session
+/// and `event` become the account's.
 pub(super) async fn create_for_address(
     tx: &mut SqlTx,
     email: &EmailAddress,
-    session: &Session,
+    session: &NewSession,
     refresh_digest: &str,
     limit: SessionLimit,
     event: &AuthEvent,
@@ -64,10 +64,7 @@ pub(super) async fn create_for_address(
     })?;
     let Some(row) = row else { return Ok(None) };
     let user_id = UserId(row.id);
-    let session = Session {
-        user_id,
-        ..session.clone()
-    };
+    let session = session.clone().owned_by(user_id);
     let event = AuthEvent {
         user_id: Some(user_id),
         ..event.clone()

@@ -7,7 +7,8 @@ use uuid::Uuid;
 use super::users::UserRow;
 use super::{DbTime, SqlPool, SqlStore, combined, session_start as stepwise, sql};
 use crate::domain::{
-    AuthEvent, EmailAddress, RefreshRules, Rotation, Session, SessionId, SessionLimit, User, UserId,
+    AuthEvent, EmailAddress, NewSession, RefreshRules, Rotation, Session, SessionId, SessionLimit,
+    User, UserId,
 };
 use crate::metrics::{self, CacheOutcome};
 use crate::store::{Exchanged, SessionRead, SessionStore, StoreError, StoreResult};
@@ -136,7 +137,7 @@ impl SessionStore for SqlStore {
     async fn create_for_address(
         &self,
         email: &EmailAddress,
-        session: Session,
+        session: NewSession,
         refresh_digest: &str,
         limit: SessionLimit,
         event: AuthEvent,
@@ -179,11 +180,7 @@ impl SessionStore for SqlStore {
         if ended > 0 {
             self.forget_user(user.id);
         }
-        let session = Session {
-            user_id: user.id,
-            ..session
-        };
-        Ok(Some((session, user, ended)))
+        Ok(Some((session.owned_by(user.id), user, ended)))
     }
 
     async fn find(&self, id: SessionId) -> StoreResult<Option<Session>> {
