@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use crate::server::Stores;
+use crate::statements::Statements;
 
 /// One backend's stores and what to clean up.
 pub struct Backend {
@@ -19,6 +20,7 @@ pub struct Backend {
 struct Postgres {
     admin: PgConnection,
     database: String,
+    database_url: String,
 }
 
 impl Backend {
@@ -63,13 +65,17 @@ impl Backend {
             name: "postgres",
             dir,
             stores: Stores {
-                database_url,
+                database_url: database_url.clone(),
                 redis: Some((
                     redis_url.to_owned(),
                     format!("aidlc-bench:{}:{run}:", std::process::id()),
                 )),
             },
-            postgres: Some(Postgres { admin, database }),
+            postgres: Some(Postgres {
+                admin,
+                database,
+                database_url,
+            }),
         })
     }
 
@@ -86,6 +92,15 @@ impl Backend {
             .fetch_one(&mut pg.admin)
             .await
             .ok()
+    }
+
+    /// The statement counters of this run's database, where the server keeps them; `None`
+    /// on SQLite or a server without `pg_stat_statements` preloaded.
+    pub async fn statements(&self) -> anyhow::Result<Option<Statements>> {
+        match &self.postgres {
+            Some(pg) => Statements::connect(&pg.database_url).await,
+            None => Ok(None),
+        }
     }
 
     /// The PostgreSQL server's version, for the report.

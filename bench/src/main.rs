@@ -16,6 +16,7 @@ mod report;
 mod scenarios;
 mod server;
 mod soak;
+mod statements;
 
 use std::time::Duration;
 
@@ -208,11 +209,22 @@ async fn on_backend(
             .to_owned();
         Some(format!("redis-server {hostport}"))
     });
+    let statements = match backend.statements().await {
+        Ok(s) => s.map(|s| std::sync::Arc::new(tokio::sync::Mutex::new(s))),
+        Err(e) => {
+            eprintln!("{}: no statement counters: {e:#}", backend.name);
+            None
+        }
+    };
+    if statements.is_some() {
+        eprintln!("{}: counting statements (pg_stat_statements)", backend.name);
+    }
     let watch = Watch {
         service_pid: service.pid,
         postgres: backend.postgres_needle(),
         redis,
         ticks_per_second: procfs::clock_ticks(),
+        statements,
     };
     let plan = Plan {
         duration: Duration::from_secs(args.duration),

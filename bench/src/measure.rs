@@ -2,14 +2,16 @@
 //! the CPU of this database's PostgreSQL backends, of Redis, of the generator and the machine.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::procfs::{self, RssSampler};
+use crate::statements::{self, StatementCost, Statements};
 
 /// Which processes to watch.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Watch {
     pub service_pid: u32,
     /// Command-line text of this run's PostgreSQL backends.
@@ -17,10 +19,12 @@ pub struct Watch {
     /// Command-line text of the Redis server.
     pub redis: Option<String>,
     pub ticks_per_second: f64,
+    /// This run's database's statement counters, where the server keeps them.
+    pub statements: Option<Arc<tokio::sync::Mutex<Statements>>>,
 }
 
 /// CPU and memory over one or more phases.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Usage {
     pub wall_s: f64,
     pub service_cpu_s: f64,
@@ -30,6 +34,10 @@ pub struct Usage {
     /// Busy CPU seconds of the whole machine (everything on it, other work included).
     pub machine_busy_s: f64,
     pub peak_rss_kib: u64,
+    /// PostgreSQL's statements, most execution time first (empty without
+    /// `pg_stat_statements`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<StatementCost>,
 }
 
 impl Usage {
@@ -42,6 +50,7 @@ impl Usage {
         self.generator_cpu_s += other.generator_cpu_s;
         self.machine_busy_s += other.machine_busy_s;
         self.peak_rss_kib = self.peak_rss_kib.max(other.peak_rss_kib);
+        statements::merge(&mut self.statements, &other.statements);
     }
 }
 
@@ -64,7 +73,12 @@ impl Watch {
     }
 
     /// Starts measuring.
-    pub fn start(&self) -> Probe {
+    pub async fn start(&self) -> Probe {
+        if let Some(statements) = &self.statements
+            && let Err(e) = statements.lock().await.reset().await
+        {
+            eprintln!("resetting pg_stat_statements: {e:#}");
+        }
         Probe {
             started: Instant::now(),
             service: procfs::cpu_ticks(&self.service_pid.to_string()).unwrap_or(0),
@@ -85,6 +99,13 @@ impl Watch {
         let machine = procfs::machine_ticks().unwrap_or(probe.machine);
         let postgres = procfs::ticks_since(&probe.postgres, &Self::group(self.postgres.as_ref()));
         let redis = procfs::ticks_since(&probe.redis, &Self::group(self.redis.as_ref()));
+        let statements = match &self.statements {
+            Some(s) => s.lock().await.read().await.unwrap_or_else(|e| {
+                eprintln!("reading pg_stat_statements: {e:#}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         Usage {
             wall_s: secs(wall),
             service_cpu_s: t(service.saturating_sub(probe.service)),
@@ -93,6 +114,7 @@ impl Watch {
             generator_cpu_s: t(generator.saturating_sub(probe.generator)),
             machine_busy_s: t(machine.0.saturating_sub(probe.machine.0)),
             peak_rss_kib: probe.rss.finish().await,
+            statements,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::floor::Floor;
 use crate::machine::Machine;
 use crate::scenarios::Measured;
 use crate::soak::Soak;
+use crate::statements::StatementCost;
 
 /// One scenario's row.
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +46,10 @@ pub struct Row {
     /// CPU-second (the cost comparison; the rate comparison depends on what else runs).
     pub floor_cpu_fraction: Option<f64>,
     pub note: Option<String>,
+    /// PostgreSQL's statements in this scenario, most execution time first (only on a server
+    /// with `pg_stat_statements`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<StatementCost>,
 }
 
 fn ms(micros: u64) -> f64 {
@@ -99,6 +104,7 @@ impl Row {
                 .filter(|_| m.hashing)
                 .map(|f| per(per(o.ok as f64, u.service_cpu_s), f.hashes_per_cpu_second)),
             note: m.note.clone(),
+            statements: u.statements.clone(),
         }
     }
 }
@@ -252,6 +258,40 @@ fn errors(e: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
+/// Statements shown per scenario.
+const STATEMENTS_SHOWN: usize = 8;
+/// Characters of a statement's text shown.
+const STATEMENT_CHARS: usize = 90;
+
+/// `x`'s PostgreSQL statements per request: how often each runs, its execution time and WAL.
+fn statement_table(s: &mut String, x: &Row) {
+    let n = x.requests.max(1) as f64;
+    let _ = writeln!(
+        s,
+        "\n#### PostgreSQL statements per {} request (pg_stat_statements)\n\n\
+         | statement | calls | exec µs | WAL records | WAL bytes |\n|---|---:|---:|---:|---:|",
+        x.scenario
+    );
+    for st in x.statements.iter().take(STATEMENTS_SHOWN) {
+        let text: String = st.query.chars().take(STATEMENT_CHARS).collect();
+        let cut = if st.query.chars().count() > STATEMENT_CHARS {
+            "…"
+        } else {
+            ""
+        };
+        let nested = if st.top_level { "" } else { " (in a function)" };
+        let _ = writeln!(
+            s,
+            "| `{}{cut}`{nested} | {:.2} | {:.1} | {:.1} | {:.0} |",
+            text.replace('|', "\\|").replace('`', "'"),
+            st.calls as f64 / n,
+            1000.0 * st.exec_ms / n,
+            st.wal_records as f64 / n,
+            st.wal_bytes / n,
+        );
+    }
+}
+
 /// The report as Markdown: machine, floor, one table per backend, the targets.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
@@ -331,6 +371,9 @@ pub fn markdown(r: &Report) -> String {
         }
         for f in &b.failures {
             let _ = writeln!(s, "\n- failed: {f}");
+        }
+        for x in b.rows.iter().filter(|x| !x.statements.is_empty()) {
+            statement_table(&mut s, x);
         }
         if let Some(soak) = &b.soak {
             s.push('\n');

@@ -86,7 +86,7 @@ impl Run {
         if !hashing && let Some(at) = self.hashed_at {
             tokio::time::sleep_until((at + ARGON2_RELEASE).into()).await;
         }
-        self.watch.start()
+        self.watch.start().await
     }
 
     /// Ends the phase `probe` measured.

@@ -257,7 +257,7 @@ pub async fn soak(
         max_requests,
         rate: Some(rate),
     };
-    let probe = run.watch.start();
+    let probe = run.watch.start().await;
     let server = run.server;
     let load = tokio::spawn(load::run(server, jobs, plan));
     let pid = run.watch.service_pid;
