@@ -20,7 +20,6 @@ pub struct Backend {
 struct Postgres {
     admin: PgConnection,
     database: String,
-    database_url: String,
 }
 
 impl Backend {
@@ -65,17 +64,13 @@ impl Backend {
             name: "postgres",
             dir,
             stores: Stores {
-                database_url: database_url.clone(),
+                database_url,
                 redis: Some((
                     redis_url.to_owned(),
                     format!("aidlc-bench:{}:{run}:", std::process::id()),
                 )),
             },
-            postgres: Some(Postgres {
-                admin,
-                database,
-                database_url,
-            }),
+            postgres: Some(Postgres { admin, database }),
         })
     }
 
@@ -98,7 +93,7 @@ impl Backend {
     /// on SQLite or a server without `pg_stat_statements` preloaded.
     pub async fn statements(&self) -> anyhow::Result<Option<Statements>> {
         match &self.postgres {
-            Some(pg) => Statements::connect(&pg.database_url).await,
+            Some(_) => Statements::connect(&self.stores.database_url).await,
             None => Ok(None),
         }
     }

@@ -210,7 +210,7 @@ async fn on_backend(
         Some(format!("redis-server {hostport}"))
     });
     let statements = match backend.statements().await {
-        Ok(s) => s.map(|s| std::sync::Arc::new(tokio::sync::Mutex::new(s))),
+        Ok(s) => s.map(tokio::sync::Mutex::new),
         Err(e) => {
             eprintln!("{}: no statement counters: {e:#}", backend.name);
             None

@@ -2,7 +2,6 @@
 //! the CPU of this database's PostgreSQL backends, of Redis, of the generator and the machine.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -11,7 +10,6 @@ use crate::procfs::{self, RssSampler};
 use crate::statements::{self, StatementCost, Statements};
 
 /// Which processes to watch.
-#[derive(Clone)]
 pub struct Watch {
     pub service_pid: u32,
     /// Command-line text of this run's PostgreSQL backends.
@@ -20,7 +18,7 @@ pub struct Watch {
     pub redis: Option<String>,
     pub ticks_per_second: f64,
     /// This run's database's statement counters, where the server keeps them.
-    pub statements: Option<Arc<tokio::sync::Mutex<Statements>>>,
+    pub statements: Option<tokio::sync::Mutex<Statements>>,
 }
 
 /// CPU and memory over one or more phases.
