@@ -69,11 +69,22 @@ impl Dispatcher {
     /// Sends until `stop` turns true; the send under way is finished first and the rest of its
     /// batch given back, so no row is left leased by a sender that stopped cleanly.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut next_expiry = self.clock.now();
         loop {
             if *stop.borrow() {
                 return;
             }
-            if let Err(e) = self.drain(&stop).await {
+            // The expiry pass at most once per poll interval, not on every wake-up: under
+            // load a wake-up comes with nearly every mail, and the pass reads the due rows'
+            // index (and what churn left in it) each time. The claim never takes an expired
+            // row and a send checks the expiry itself, so the pass only marks the row and
+            // erases its sealed code, whose code is dead by then anyway.
+            let now = self.clock.now();
+            let expire = now >= next_expiry;
+            if expire {
+                next_expiry = now + self.config.poll;
+            }
+            if let Err(e) = self.drain(&stop, expire).await {
                 tracing::warn!(error = %e, "reading the mail outbox failed; retrying");
             }
             tokio::select! {
@@ -89,11 +100,14 @@ impl Dispatcher {
         }
     }
 
-    /// Expires what can no longer be sent, then sends due rows batch after batch.
-    async fn drain(&self, stop: &watch::Receiver<bool>) -> StoreResult<()> {
-        let expired = self.store.expire(self.clock.now()).await?;
-        if expired > 0 {
-            tracing::info!(expired, "mail not sent: its code expired first");
+    /// Expires what can no longer be sent (when `expire`), then sends due rows batch after
+    /// batch.
+    async fn drain(&self, stop: &watch::Receiver<bool>, expire: bool) -> StoreResult<()> {
+        if expire {
+            let expired = self.store.expire(self.clock.now()).await?;
+            if expired > 0 {
+                tracing::info!(expired, "mail not sent: its code expired first");
+            }
         }
         loop {
             let now = self.clock.now();
