@@ -168,7 +168,10 @@ pub async fn logout(
 
 /// End every session of the caller, or with `keep_current` every other one.
 #[utoipa::path(post, path = "/api/auth/logout-all", tag = "sessions", security(("bearer" = [])),
-    request_body(content = Option<LogoutAllRequest>, description = "Optional; default ends every session"),
+    // The example gives the contract check's signed-in pass one well-formed call to make
+    // (schemathesis's examples phase), whatever its random phases reach in their time.
+    request_body(content = Option<LogoutAllRequest>, description = "Optional; default ends every session",
+        example = json!({"keep_current": true})),
     responses(
         (status = 200, description = "Sessions ended", body = LogoutAllResponse),
         (status = 400, response = MalformedJson),
