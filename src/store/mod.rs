@@ -76,19 +76,41 @@ pub(crate) async fn bounded_on<T, E>(
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    match tokio::time::timeout(limit, op).await {
-        Ok(Ok(value)) => Ok(value),
+    bounded_noting_timeout(dependency, limit, what, op, |_| false, || ()).await
+}
+
+/// [`bounded_on`], calling `timed_out` when `op` runs past `limit` or fails with an error
+/// `is_timeout` says is the client's own timeout (Redis's breaker; a Redis client times a
+/// response out by itself).
+pub(crate) async fn bounded_noting_timeout<T, E>(
+    dependency: Dependency,
+    limit: Duration,
+    what: &'static str,
+    op: impl Future<Output = Result<T, E>>,
+    is_timeout: impl FnOnce(&E) -> bool,
+    timed_out: impl FnOnce(),
+) -> StoreResult<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let failure = match tokio::time::timeout(limit, op).await {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(e)) if is_timeout(&e) => (
+            DependencyFailure::Timeout,
+            anyhow::Error::new(e).context(what),
+        ),
         Ok(Err(e)) => {
             crate::metrics::dependency_failure(dependency, DependencyFailure::Error);
-            Err(StoreError::Unavailable(anyhow::Error::new(e).context(what)))
+            return Err(StoreError::Unavailable(anyhow::Error::new(e).context(what)));
         }
-        Err(_) => {
-            crate::metrics::dependency_failure(dependency, DependencyFailure::Timeout);
-            Err(StoreError::Unavailable(anyhow::anyhow!(
-                "{what}: no answer within {limit:?}"
-            )))
-        }
-    }
+        Err(_) => (
+            DependencyFailure::Timeout,
+            anyhow::anyhow!("{what}: no answer within {limit:?}"),
+        ),
+    };
+    timed_out();
+    crate::metrics::dependency_failure(dependency, failure.0);
+    Err(StoreError::Unavailable(failure.1))
 }
 
 /// Outcome of inserting a user.

@@ -2,6 +2,7 @@
 //! expiry checked against the service's `Clock` so tests and servers agree on "expired".
 
 use std::path::Path;
+mod breaker;
 mod limits;
 
 use std::time::Duration;
@@ -14,7 +15,10 @@ use redis::{AsyncCommands, IntoConnectionInfo, Script, TlsCertificates};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use super::{CodeCheck, CodeStore, Cooldown, Ping, StoreResult, StoredCode, bounded_on};
+use super::{
+    CodeCheck, CodeStore, Cooldown, Ping, StoreError, StoreResult, StoredCode,
+    bounded_noting_timeout,
+};
 use crate::config::redact_url;
 use crate::domain::{CodePurpose, EmailAddress, OnMatch};
 use crate::metrics::Dependency;
@@ -26,6 +30,8 @@ pub(crate) struct RedisStore {
     /// Keys the address digests in key names (a plain hash is reversed by a list of guesses).
     key_name_secret: Vec<u8>,
     timeout: Duration,
+    /// Fails calls at once for one timeout after a call went unanswered.
+    breaker: breaker::Breaker,
     consume: Script,
     cooldown: Script,
     limits: limits::LimitScripts,
@@ -163,6 +169,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             key_name_secret,
             timeout,
+            breaker: breaker::Breaker::new(timeout),
             consume: Script::new(CONSUME_SCRIPT),
             cooldown: Script::new(COOLDOWN_SCRIPT),
             limits: limits::LimitScripts::new(),
@@ -175,6 +182,30 @@ impl RedisStore {
             .with_context(|| format!("pinging Redis at {}", redact_url(url)))?;
         tracing::info!(redis = %redact_url(url), "Redis connected");
         Ok(store)
+    }
+
+    /// Runs the Redis call `op` under the timeout; while the breaker is open (a call went
+    /// unanswered less than a timeout ago) fails at once instead.
+    pub(super) async fn call<T>(
+        &self,
+        what: &'static str,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> StoreResult<T> {
+        if self.breaker.is_open() {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "{what}: not tried, a Redis call went unanswered less than {:?} ago",
+                self.breaker.pause()
+            )));
+        }
+        bounded_noting_timeout(
+            Dependency::Redis,
+            self.timeout,
+            what,
+            op,
+            redis::RedisError::is_timeout,
+            || self.breaker.trip(),
+        )
+        .await
     }
 
     /// Addresses enter key names only as an HMAC under a server secret, so neither a key
@@ -205,11 +236,8 @@ impl CodeStore for RedisStore {
     ) -> StoreResult<CodeCheck> {
         let key = self.pair_key("code", email, purpose);
         let mut conn = self.conn.clone();
-        let matched: i64 = bounded_on(
-            Dependency::Redis,
-            self.timeout,
-            "checking code in Redis",
-            async {
+        let matched: i64 = self
+            .call("checking code in Redis", async {
                 self.consume
                     .key(&key)
                     .arg(hash)
@@ -222,9 +250,8 @@ impl CodeStore for RedisStore {
                     })
                     .invoke_async(&mut conn)
                     .await
-            },
-        )
-        .await?;
+            })
+            .await?;
         Ok(if matched == 1 {
             CodeCheck::Accepted
         } else {
@@ -240,27 +267,22 @@ impl CodeStore for RedisStore {
     ) -> StoreResult<()> {
         let key = self.pair_key("code", email, purpose);
         let mut conn = self.conn.clone();
-        bounded_on(
-            Dependency::Redis,
-            self.timeout,
-            "storing code in Redis",
-            async {
-                redis::pipe()
-                    .atomic()
-                    .del(&key)
-                    .hset_multiple(
-                        &key,
-                        &[
-                            ("hash", code.hash.clone()),
-                            ("attempts", "0".to_owned()),
-                            ("expires_at", micros(code.expires_at).to_string()),
-                        ],
-                    )
-                    .pexpire_at(&key, micros(code.expires_at) / 1000)
-                    .query_async::<()>(&mut conn)
-                    .await
-            },
-        )
+        self.call("storing code in Redis", async {
+            redis::pipe()
+                .atomic()
+                .del(&key)
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("hash", code.hash.clone()),
+                        ("attempts", "0".to_owned()),
+                        ("expires_at", micros(code.expires_at).to_string()),
+                    ],
+                )
+                .pexpire_at(&key, micros(code.expires_at) / 1000)
+                .query_async::<()>(&mut conn)
+                .await
+        })
         .await
     }
 
@@ -274,11 +296,8 @@ impl CodeStore for RedisStore {
         let key = self.pair_key("cooldown", email, purpose);
         let until = now + length;
         let mut conn = self.conn.clone();
-        let answer: i64 = bounded_on(
-            Dependency::Redis,
-            self.timeout,
-            "starting resend cooldown in Redis",
-            async {
+        let answer: i64 = self
+            .call("starting resend cooldown in Redis", async {
                 self.cooldown
                     .key(&key)
                     .arg(micros(now))
@@ -286,9 +305,8 @@ impl CodeStore for RedisStore {
                     .arg(millis_until(until, now))
                     .invoke_async(&mut conn)
                     .await
-            },
-        )
-        .await?;
+            })
+            .await?;
         if answer < 0 {
             return Ok(Cooldown::Started);
         }
@@ -299,12 +317,9 @@ impl CodeStore for RedisStore {
     async fn clear_cooldown(&self, email: &EmailAddress, purpose: CodePurpose) -> StoreResult<()> {
         let key = self.pair_key("cooldown", email, purpose);
         let mut conn = self.conn.clone();
-        bounded_on(
-            Dependency::Redis,
-            self.timeout,
-            "clearing resend cooldown in Redis",
-            async { conn.del::<_, ()>(&key).await },
-        )
+        self.call("clearing resend cooldown in Redis", async {
+            conn.del::<_, ()>(&key).await
+        })
         .await
     }
 }
@@ -313,10 +328,18 @@ impl CodeStore for RedisStore {
 impl Ping for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn.clone();
-        bounded_on(Dependency::Redis, self.timeout, "pinging Redis", async {
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
-        .await
-        .map(drop)
+        // Tried even while the breaker is open: readiness says what the server does now, and
+        // an answer lets the calls through again.
+        bounded_noting_timeout(
+            Dependency::Redis,
+            self.timeout,
+            "pinging Redis",
+            async { redis::cmd("PING").query_async::<String>(&mut conn).await },
+            redis::RedisError::is_timeout,
+            || self.breaker.trip(),
+        )
+        .await?;
+        self.breaker.close();
+        Ok(())
     }
 }

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use super::RedisStore;
 use crate::domain::RateLimit;
+use crate::store::StoreResult;
 use crate::store::limits::{Admission, Admissions, HitId, LimitKey, RateLimiter, Recent, key_name};
-use crate::store::{StoreResult, bounded};
 
 // KEYS: the keys; ARGV: now (ms), member, then per key: keep (ms), its number of windows, and
 // (limit, period ms) per window. Judges every key first and adds the hit to all of them only
@@ -129,8 +129,8 @@ impl RedisStore {
                     .arg(duration_millis(window.period));
             }
         }
-        let (refused, wait): (i64, i64) =
-            bounded(self.timeout, "checking a rate limit in Redis", async {
+        let (refused, wait): (i64, i64) = self
+            .call("checking a rate limit in Redis", async {
                 invocation.invoke_async(&mut conn).await
             })
             .await?;
@@ -176,17 +176,13 @@ impl RateLimiter for RedisStore {
     async fn release(&self, key: LimitKey<'_>, hit: &HitId) -> StoreResult<()> {
         let name = self.limit_key(key);
         let mut conn = self.conn.clone();
-        bounded(
-            self.timeout,
-            "giving back a rate-limit hit in Redis",
-            async {
-                redis::cmd("ZREM")
-                    .arg(&name)
-                    .arg(member(hit))
-                    .query_async::<()>(&mut conn)
-                    .await
-            },
-        )
+        self.call("giving back a rate-limit hit in Redis", async {
+            redis::cmd("ZREM")
+                .arg(&name)
+                .arg(member(hit))
+                .query_async::<()>(&mut conn)
+                .await
+        })
         .await
     }
 
@@ -198,7 +194,7 @@ impl RateLimiter for RedisStore {
     ) -> StoreResult<()> {
         let name = self.limit_key(key);
         let mut conn = self.conn.clone();
-        bounded(self.timeout, "counting a failure in Redis", async {
+        self.call("counting a failure in Redis", async {
             self.limits
                 .record
                 .key(&name)
@@ -214,8 +210,8 @@ impl RateLimiter for RedisStore {
     async fn recent(&self, key: LimitKey<'_>, since: OffsetDateTime) -> StoreResult<Recent> {
         let name = self.limit_key(key);
         let mut conn = self.conn.clone();
-        let (count, newest): (i64, i64) =
-            bounded(self.timeout, "reading recent failures in Redis", async {
+        let (count, newest): (i64, i64) = self
+            .call("reading recent failures in Redis", async {
                 self.limits
                     .recent
                     .key(&name)

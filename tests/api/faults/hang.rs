@@ -217,3 +217,44 @@ async fn no_pile_up(dependency: Dependency) {
     let (status, _) = register("after").await;
     assert_eq!(status, Ok(StatusCode::ACCEPTED));
 }
+
+/// With Redis hung, a code request makes two Redis calls (its rate limit, then its cooldown):
+/// it answers 503 after one timeout, not two, and the requests that follow within that timeout
+/// at once; a readiness ping that goes through lets the calls through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_hung_a_code_request_waits_out_one_timeout_not_two() {
+    let (env, proxy) = env_behind_proxy(Backend::PostgresRedis, Dependency::Redis).await;
+    let app = env.spawn().await;
+    proxy.set(ProxyMode::BlackHole);
+
+    let started = Instant::now();
+    let first = app.request_login_code(&unique_email("hung")).await;
+    let first_took = started.elapsed();
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        first_took < DEPENDENCY_TIMEOUT * 3 / 2,
+        "the first code request took {first_took:?} (timeout {DEPENDENCY_TIMEOUT:?})"
+    );
+    let started = Instant::now();
+    let next = app.register(&unique_email("hung"), PASSWORD, "Hung").await;
+    let next_took = started.elapsed();
+    assert_eq!(next.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        next_took < DEPENDENCY_TIMEOUT / 2,
+        "a registration just after took {next_took:?}"
+    );
+    eprintln!(
+        "Redis hung: a code request answered 503 in {first_took:?}, the next in {next_took:?}"
+    );
+
+    proxy.set(ProxyMode::Forward);
+    let back = Instant::now();
+    while app.get("/health/ready").await.status() != StatusCode::OK {
+        assert!(back.elapsed() < RECOVERY_LIMIT, "not ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh = unique_email("after");
+    let code = app.register_pending(&fresh, PASSWORD, "After").await;
+    expect_session(app.verify_registration(&fresh, &code).await).await;
+    app.stop().await;
+}

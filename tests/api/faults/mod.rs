@@ -22,10 +22,12 @@ pub(crate) const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
 pub(crate) const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(1);
 /// The slowest answer allowed while a dependency is down or hung. A request answers 503 at
 /// its first store call that fails, each bounded by the dependency timeout (a pool acquire
-/// included); before it, the rate limiter's shared store may cost one more timeout (then the
-/// limiter counts in memory and skips the shared store for 5 s). Two timeouts, plus 1.5 s for
-/// 200 requests at once on a loaded 2-core machine (measured alone: 1.6 s with PostgreSQL hung,
-/// 2.2 s with Redis hung, where both the limiter and the cooldown wait).
+/// included); before it, the rate limiter's shared store may cost one more timeout with
+/// PostgreSQL (then the limiter counts in memory and skips the shared store for 5 s). With
+/// Redis hung, the call after an unanswered one fails at once (`store/redis/breaker.rs`), so
+/// the limiter's and the cooldown's calls cost one timeout between them. Two timeouts, plus
+/// 1.5 s for 200 requests at once on a loaded 2-core machine (measured alone: 1.6 s with
+/// PostgreSQL hung, 1.6 s with Redis hung, 2.2 s before the breaker).
 pub(crate) const SLOWEST_ANSWER: Duration = Duration::from_millis(3500);
 
 /// Which dependency the proxy stands in front of.
